@@ -1,0 +1,31 @@
+/** What the engine's machine offers for training: backends, GPUs, memory. */
+import { z } from 'zod';
+import { method } from './define.ts';
+
+export const gpuInfoSchema = z.object({
+  backend: z.string(), // cuda | vulkan | metal
+  name: z.string(),
+  vramTotal: z.number().nonnegative(),
+  vramFree: z.number().nonnegative(),
+});
+
+export const systemInfoSchema = z.object({
+  platform: z.string(),
+  arch: z.string(),
+  cpuModel: z.string(),
+  cpuCores: z.number().int(),
+  ramTotal: z.number().nonnegative(),
+  ramFree: z.number().nonnegative(),
+  /** Backends the inference runtime (node-llama-cpp) can use here. */
+  inferenceBackends: z.array(z.string()),
+  /** Backends our native trainer was built with (always includes cpu). */
+  trainerBackends: z.array(z.string()),
+  gpus: z.array(gpuInfoSchema),
+  appVersion: z.string(),
+  dataDir: z.string(),
+});
+export type SystemInfo = z.infer<typeof systemInfoSchema>;
+
+export const systemMethods = {
+  'system.info': method(z.object({}), systemInfoSchema, 'Backends, GPUs and memory of the engine machine.'),
+} as const;
