@@ -7,20 +7,24 @@
  */
 import type { z } from 'zod';
 import { modelsEvents, modelsMethods } from './models.ts';
+import { runsEvents, runsMethods } from './runs.ts';
 import { systemMethods } from './system.ts';
 
 export * from './errors.ts';
 export * from './define.ts';
 export * from './models.ts';
+export * from './runs.ts';
 export * from './system.ts';
 
 export const methods = {
   ...modelsMethods,
   ...systemMethods,
+  ...runsMethods,
 } as const;
 
 export const events = {
   ...modelsEvents,
+  ...runsEvents,
 } as const;
 
 export type Methods = typeof methods;
