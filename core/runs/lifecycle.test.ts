@@ -1,0 +1,92 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runConfigSchema } from '../../contract/index.ts';
+import {
+  checkpointsToDelete,
+  decideAfterCrash,
+  earlyStopStart,
+  nextState,
+  observeEval,
+} from './lifecycle.ts';
+
+const cfg = (over: object = {}) => runConfigSchema.parse({ model: 'm', dataset: 'd', ...over });
+
+test('a queued run starts, a running run completes, pauses or cancels only through the trainer', () => {
+  assert.equal(nextState('queued', { type: 'start' }), 'running');
+  assert.equal(nextState('running', { type: 'done', reason: 'x' }), 'completed');
+  assert.equal(nextState('running', { type: 'stopped', intent: 'pause' }), 'paused');
+  assert.equal(nextState('running', { type: 'stopped', intent: 'cancel' }), 'cancelled');
+  assert.throws(
+    () => nextState('running', { type: 'cancel' }),
+    /cannot cancel a run that is running/,
+  );
+});
+
+test('paused, failed and interrupted runs resume to the queue; completed ones do not', () => {
+  for (const s of ['paused', 'failed', 'interrupted'] as const)
+    assert.equal(nextState(s, { type: 'resume' }), 'queued');
+  assert.throws(
+    () => nextState('completed', { type: 'resume' }),
+    (e: Error & { code?: string }) => e.code === 'CONFLICT',
+  );
+  assert.equal(nextState('running', { type: 'engineRestarted' }), 'interrupted');
+  assert.throws(() => nextState('cancelled', { type: 'start' }));
+});
+
+test('a crash is retried until maxRetries, then the run stays failed', () => {
+  const c = cfg({ maxRetries: 2 });
+  const crash = { message: 'signal SIGKILL', oom: false, step: 7 };
+  const first = decideAfterCrash(c, {}, 0, crash);
+  assert.equal(first.retry, true);
+  assert.match(first.reason, /died at step 7: signal SIGKILL.*retry 1 of 2/);
+  assert.equal(decideAfterCrash(c, {}, 1, crash).retry, true);
+  const last = decideAfterCrash(c, {}, 2, crash);
+  assert.equal(last.retry, false);
+  assert.match(last.reason, /Gave up after 2 automatic retries/);
+});
+
+test('out of memory falls back to micro-batch 1, then shorter sequences, never unchanged', () => {
+  const c = cfg({ effectiveBatch: 8, gradAccumulation: 2, sequenceLength: 256 });
+  const oom = { message: 'alloc failed', oom: true, step: 3 };
+  const a = decideAfterCrash(c, {}, 0, oom);
+  assert.deepEqual(a.overrides, { gradAccumulation: 8 });
+  assert.match(a.reason, /Out of memory at step 3.*micro-batch 1/);
+  const b = decideAfterCrash(c, a.overrides, 1, oom);
+  assert.deepEqual(b.overrides, { gradAccumulation: 8, sequenceLength: 128 });
+  const d = decideAfterCrash(c, { gradAccumulation: 8, sequenceLength: 64 }, 2, oom);
+  assert.equal(d.retry, false);
+  assert.match(d.reason, /Nothing smaller/);
+  const off = decideAfterCrash(cfg({ oomFallback: false }), {}, 0, oom);
+  assert.equal(off.retry, false);
+  assert.match(off.reason, /allow the automatic fallback/);
+});
+
+test('early stopping fires after patience evaluations without improvement and remembers the best', () => {
+  const c = { earlyStopping: true, patience: 2, minDelta: 0.01 };
+  let s = { ...earlyStopStart, improved: false, stop: false };
+  const seen: boolean[] = [];
+  for (const [step, loss] of [
+    [10, 2.0],
+    [20, 1.5],
+    [30, 1.495],
+    [40, 1.6],
+  ] as const) {
+    s = observeEval(s, step, loss, c);
+    seen.push(s.stop);
+  }
+  assert.deepEqual(seen, [false, false, false, true]);
+  assert.equal(s.bestStep, 20);
+  assert.equal(s.bestLoss, 1.5);
+  assert.equal(observeEval(earlyStopStart, 1, Number.NaN, c).improved, false);
+  const off = observeEval({ bestLoss: 1, bestStep: 1, badEvals: 5 }, 9, 2, {
+    ...c,
+    earlyStopping: false,
+  });
+  assert.equal(off.stop, false);
+});
+
+test('retention keeps the newest N checkpoints and the best one', () => {
+  assert.deepEqual(checkpointsToDelete([10, 20, 30, 40, 50], 2, 20), [10, 30]);
+  assert.deepEqual(checkpointsToDelete([10, 20], 3, null), []);
+  assert.deepEqual(checkpointsToDelete([50, 10, 30], 1, 50), [10, 30]);
+});

@@ -1,0 +1,183 @@
+/**
+ * The rules of a run's life, as pure functions over plain values: which state follows which
+ * event, when a dead trainer is resumed and with what, when early stopping fires, which
+ * checkpoints are kept. The supervisor (supervisor.ts) applies them; nothing here touches a
+ * process, a file or the database, so every rule is unit-tested on its own.
+ *
+ *   queued --start--> running --done--> completed
+ *                      |  \--stopped(pause)--> paused --resume--> queued
+ *                      |  \--stopped(cancel)--> cancelled
+ *                      |  \--crashed--> failed --(retry left)--> queued
+ *                      \--engine died--> interrupted --(autoResume | resume)--> queued
+ */
+import { OvernightError, type RunConfig, type RunState } from '../../contract/index.ts';
+import { microBatch } from './estimate.ts';
+
+export type RunEvent =
+  | { type: 'start' }
+  | { type: 'done'; reason: string }
+  | { type: 'stopped'; intent: 'pause' | 'cancel' }
+  | { type: 'crashed'; reason: string }
+  | { type: 'engineRestarted' }
+  | { type: 'resume' }
+  | { type: 'pause' }
+  | { type: 'cancel' };
+
+const allowed: Record<RunEvent['type'], readonly RunState[]> = {
+  start: ['queued'],
+  done: ['running'],
+  stopped: ['running'],
+  crashed: ['running'],
+  engineRestarted: ['running'],
+  resume: ['paused', 'failed', 'interrupted'],
+  // Pausing or cancelling a running run is a request to the trainer: the state changes when it
+  // has stopped ('stopped'), so only not-running runs change here.
+  pause: ['queued'],
+  cancel: ['queued', 'paused', 'failed', 'interrupted'],
+};
+
+/** The state an event leads to, or a CONFLICT error naming the state and the event. */
+export function nextState(state: RunState, ev: RunEvent): RunState {
+  if (!allowed[ev.type].includes(state)) {
+    throw new OvernightError('CONFLICT', `cannot ${ev.type} a run that is ${state}`);
+  }
+  switch (ev.type) {
+    case 'start':
+      return 'running';
+    case 'done':
+      return 'completed';
+    case 'stopped':
+      return ev.intent === 'pause' ? 'paused' : 'cancelled';
+    case 'crashed':
+      return 'failed';
+    case 'engineRestarted':
+      return 'interrupted';
+    case 'resume':
+      return 'queued';
+    case 'pause':
+      return 'paused';
+    case 'cancel':
+      return 'cancelled';
+  }
+}
+
+export interface Overrides {
+  gradAccumulation?: number;
+  sequenceLength?: number;
+}
+
+/** The config the trainer actually gets: the user's, with out-of-memory fallbacks applied. */
+export function effectiveConfig(cfg: RunConfig, o: Overrides): RunConfig {
+  return { ...cfg, ...o };
+}
+
+export type CrashDecision =
+  | { retry: true; reason: string; overrides: Overrides }
+  | { retry: false; reason: string; overrides: Overrides };
+
+/**
+ * After the trainer died: resume from the last checkpoint while retries remain. Out of memory
+ * is retried only when the user allowed a fallback, each time with less memory: first
+ * micro-batch 1 (same effective batch, more accumulation), then half the sequence length
+ * (not below 64 tokens). Retrying unchanged after an OOM would only fail again.
+ */
+export function decideAfterCrash(
+  cfg: RunConfig,
+  o: Overrides,
+  retriesUsed: number,
+  crash: { message: string; oom: boolean; step: number },
+): CrashDecision {
+  const eff = effectiveConfig(cfg, o);
+  if (crash.oom) {
+    const what = `Out of memory at step ${crash.step}: the model, adapter and activations did not fit on the device.`;
+    if (!cfg.oomFallback) {
+      return {
+        retry: false,
+        reason: `${what} Lower the sequence length or micro-batch (raise gradient accumulation), or allow the automatic fallback.`,
+        overrides: o,
+      };
+    }
+    if (retriesUsed >= cfg.maxRetries) {
+      return {
+        retry: false,
+        reason: `${what} Gave up after ${retriesUsed} retries.`,
+        overrides: o,
+      };
+    }
+    if (microBatch(eff) > 1) {
+      const next = { ...o, gradAccumulation: eff.effectiveBatch };
+      return {
+        retry: true,
+        reason: `${what} Retrying from the last checkpoint with micro-batch 1 (gradient accumulation ${eff.effectiveBatch}).`,
+        overrides: next,
+      };
+    }
+    if (eff.sequenceLength / 2 >= 64) {
+      const seq = Math.floor(eff.sequenceLength / 2);
+      return {
+        retry: true,
+        reason: `${what} Retrying from the last checkpoint with sequence length ${seq}.`,
+        overrides: { ...o, sequenceLength: seq },
+      };
+    }
+    return {
+      retry: false,
+      reason: `${what} Nothing smaller is left to try: choose a smaller model.`,
+      overrides: o,
+    };
+  }
+  const what = `The training process died at step ${crash.step}: ${crash.message}`;
+  if (retriesUsed >= cfg.maxRetries) {
+    return {
+      retry: false,
+      reason: `${what} Gave up after ${retriesUsed} automatic ${retriesUsed === 1 ? 'retry' : 'retries'}.`,
+      overrides: o,
+    };
+  }
+  return {
+    retry: true,
+    reason: `${what} Resuming from the last checkpoint (retry ${retriesUsed + 1} of ${cfg.maxRetries}).`,
+    overrides: o,
+  };
+}
+
+export interface EarlyStopState {
+  bestLoss: number | null;
+  bestStep: number | null;
+  /** Evaluations since the last improvement. */
+  badEvals: number;
+}
+
+export const earlyStopStart: EarlyStopState = { bestLoss: null, bestStep: null, badEvals: 0 };
+
+/**
+ * One validation result. An improvement is a loss below best - minDelta; `stop` is true after
+ * `patience` evaluations in a row without one. Replaying a run's stored evals in step order
+ * rebuilds the state after a resume.
+ */
+export function observeEval(
+  s: EarlyStopState,
+  step: number,
+  valLoss: number,
+  cfg: Pick<RunConfig, 'earlyStopping' | 'patience' | 'minDelta'>,
+): EarlyStopState & { improved: boolean; stop: boolean } {
+  const improved =
+    Number.isFinite(valLoss) && (s.bestLoss === null || valLoss < s.bestLoss - cfg.minDelta);
+  const next: EarlyStopState = improved
+    ? { bestLoss: valLoss, bestStep: step, badEvals: 0 }
+    : { ...s, badEvals: s.badEvals + 1 };
+  return { ...next, improved, stop: cfg.earlyStopping && next.badEvals >= cfg.patience };
+}
+
+/**
+ * Which checkpoints to delete: all but the newest `keep` and the best one. Steps are what
+ * identify checkpoints; the result is sorted ascending.
+ */
+export function checkpointsToDelete(
+  steps: readonly number[],
+  keep: number,
+  bestStep: number | null,
+): number[] {
+  const newest = new Set([...steps].sort((a, b) => b - a).slice(0, keep));
+  return steps.filter((s) => !newest.has(s) && s !== bestStep).sort((a, b) => a - b);
+}
