@@ -1,0 +1,124 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
+import { runConfigSchema, type RunMetric } from '../../contract/index.ts';
+import { migration } from '../store/migrations/003-runs.ts';
+import { RunStore } from './store.ts';
+
+function fresh(): RunStore {
+  const db = new Database(':memory:');
+  db.pragma('foreign_keys = ON');
+  migration.up(db);
+  return new RunStore(db);
+}
+const config = runConfigSchema.parse({ model: 'm', dataset: 'd' });
+const newRun = (id: string) => ({
+  id,
+  name: `run ${id}`,
+  config,
+  modelId: 'm',
+  datasetId: 'd',
+  folder: `/runs/${id}`,
+  totalSteps: 10,
+  estimate: null,
+});
+const metric = (step: number, loss = 1): RunMetric => ({
+  step,
+  epoch: step / 10,
+  loss,
+  lr: 1e-4,
+  tokensPerSecond: 100,
+  tokens: step * 64,
+  memoryBytes: null,
+  time: step,
+});
+
+test('runs queue first in, first out; a resumed run goes to the back', () => {
+  const s = fresh();
+  s.insert(newRun('a'));
+  s.insert(newRun('b'));
+  assert.equal(s.nextQueued()?.id, 'a');
+  s.enqueue('a', 'resumed');
+  assert.equal(s.nextQueued()?.id, 'b');
+  const a = s.require('a');
+  assert.equal(a.state, 'queued');
+  assert.equal(a.stateReason, 'resumed');
+  assert.deepEqual(a.config, config);
+});
+
+test('a repeated step replaces its row, and truncation forgets a cut-short trajectory', () => {
+  const s = fresh();
+  s.insert(newRun('a'));
+  s.writeBatch('a', {
+    metrics: [1, 2, 3, 4].map((k) => metric(k)),
+    evals: [{ step: 4, valLoss: 2, time: 4 }],
+    probes: [],
+  });
+  s.truncateAfter('a', 2);
+  assert.deepEqual(
+    s.metrics('a').map((m) => m.step),
+    [1, 2],
+  );
+  assert.deepEqual(s.evals('a'), []);
+  s.writeBatch('a', {
+    metrics: [metric(2, 0.5), metric(3, 0.4)],
+    evals: [],
+    probes: [{ step: 3, index: 0, prompt: 'p', output: 'o' }],
+  });
+  const rows = s.metrics('a');
+  assert.deepEqual(
+    rows.map((m) => [m.step, m.loss]),
+    [
+      [1, 1],
+      [2, 0.5],
+      [3, 0.4],
+    ],
+  );
+  assert.deepEqual(
+    s.metrics('a', 2, 2).map((m) => m.step),
+    [2],
+  );
+  assert.equal(s.require('a').step, 3);
+  assert.deepEqual(s.probes('a'), [{ step: 3, index: 0, prompt: 'p', output: 'o' }]);
+});
+
+test('deleting a run removes its rows; search escapes LIKE wildcards', () => {
+  const s = fresh();
+  s.insert(newRun('a'));
+  s.insert({ ...newRun('b'), name: '100% done' });
+  s.writeBatch('a', { metrics: [metric(1)], evals: [], probes: [] });
+  s.addCheckpoint('a', { step: 1, path: '/x', valLoss: null, kind: 'interval', createdAt: 'now' });
+  assert.deepEqual(
+    s.list({ search: '100%' }).map((r) => r.id),
+    ['b'],
+  );
+  assert.deepEqual(
+    s.list({ search: '%' }).map((r) => r.id),
+    ['b'],
+  );
+  assert.equal(s.delete('a'), true);
+  assert.equal((s.db.prepare('SELECT COUNT(*) AS n FROM run_metrics').get() as { n: number }).n, 0);
+  assert.equal(
+    (s.db.prepare('SELECT COUNT(*) AS n FROM run_checkpoints').get() as { n: number }).n,
+    0,
+  );
+});
+
+test('checkpoints know which is best; settings default to auto-resume; the last config is remembered', () => {
+  const s = fresh();
+  s.insert(newRun('a'));
+  s.addCheckpoint('a', { step: 5, path: '/5', valLoss: 1.2, kind: 'interval', createdAt: 't' });
+  s.addCheckpoint('a', { step: 10, path: '/10', valLoss: 1.4, kind: 'interval', createdAt: 't' });
+  s.update('a', { bestStep: 5, bestValLoss: 1.2 });
+  assert.deepEqual(
+    s.checkpoints('a').map((c) => [c.step, c.isBest]),
+    [
+      [5, true],
+      [10, false],
+    ],
+  );
+  assert.deepEqual(s.settings(), { autoResume: true });
+  assert.deepEqual(s.setSettings({ autoResume: false }), { autoResume: false });
+  assert.deepEqual(s.lastConfig(), config);
+  assert.throws(() => s.update('zz', { name: 'x' }), /no run with id "zz"/);
+});
