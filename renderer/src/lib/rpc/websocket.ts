@@ -1,0 +1,280 @@
+/**
+ * RpcClient over a WebSocket (web mode: `overnight serve`). One socket; requests are matched to
+ * responses by id; events are `{ event, data }` frames.
+ *
+ * Lifecycle: connecting -> open -> (lost) -> offline -> connecting -> ... with exponential backoff.
+ * Calls made while connecting wait for the socket; calls made while offline fail at once; calls in
+ * flight when the socket drops are rejected with DISCONNECTED (the engine may or may not have done
+ * the work). A refused token stops the retries: the server closes with 4401 / 1008, or refuses the
+ * upgrade, which a browser only sees as a failed connection, so a failed first open is followed by
+ * a plain HTTP probe of the same URL that tells 401/403 apart from "engine not running".
+ */
+import type {
+  EventName,
+  EventPayload,
+  MethodInput,
+  MethodName,
+  MethodOutput,
+  RpcClient,
+  WireRequest,
+} from '../../../../contract/index.ts';
+import { EventHandlers } from './emitter.ts';
+import { RpcError } from './errors.ts';
+import type { ConnectionStatus, StatusListener } from './status.ts';
+import { parseResult } from './validate.ts';
+
+/** Close codes a server uses to say "your token is wrong". 4401 mirrors HTTP 401; 1008 is policy violation. */
+const UNAUTHORIZED_CLOSE_CODES = new Set([4401, 4403, 1008]);
+
+export interface Backoff {
+  initialMs: number;
+  maxMs: number;
+  factor: number;
+}
+/** 0.5 s, 1 s, 2 s, ... capped at 10 s: quick when the engine restarts, quiet when it is gone. */
+export const defaultBackoff: Backoff = { initialMs: 500, maxMs: 10_000, factor: 2 };
+
+export function backoffDelay(attempt: number, b: Backoff = defaultBackoff): number {
+  return Math.min(b.maxMs, b.initialMs * b.factor ** Math.max(0, attempt - 1));
+}
+
+/** The subset of the DOM WebSocket we use, so tests can pass a fake. */
+export interface SocketLike {
+  readonly readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export interface WebSocketClientOptions {
+  url: string;
+  createSocket?: (url: string) => SocketLike;
+  /** Resolves true when the server refuses our token over plain HTTP (see the header comment). */
+  probeUnauthorized?: (url: string) => Promise<boolean>;
+  backoff?: Backoff;
+  onStatus?: StatusListener;
+}
+
+interface Pending {
+  method: MethodName;
+  resolve: (value: unknown) => void;
+  reject: (err: RpcError) => void;
+}
+
+const OPEN = 1;
+
+export async function httpProbeUnauthorized(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url.replace(/^ws/, 'http'), { cache: 'no-store' });
+    return res.status === 401 || res.status === 403;
+  } catch {
+    return false;
+  }
+}
+
+export class WebSocketRpcClient implements RpcClient {
+  readonly #opts: Required<Omit<WebSocketClientOptions, 'onStatus'>> & {
+    onStatus?: StatusListener;
+  };
+  #socket: SocketLike | null = null;
+  #status: ConnectionStatus = { state: 'connecting', attempt: 1 };
+  #attempt = 0;
+  #everOpened = false;
+  #nextId = 1;
+  /** Sent, awaiting an answer. */
+  #inFlight = new Map<number, Pending>();
+  /** Waiting for the socket to open. */
+  #queued: { request: WireRequest; pending: Pending }[] = [];
+  #retryTimer: ReturnType<typeof setTimeout> | null = null;
+  #events = new EventHandlers();
+
+  constructor(options: WebSocketClientOptions) {
+    this.#opts = {
+      createSocket: (url) => new WebSocket(url) as unknown as SocketLike,
+      probeUnauthorized: httpProbeUnauthorized,
+      backoff: defaultBackoff,
+      ...options,
+    };
+    this.#connect();
+  }
+
+  get status(): ConnectionStatus {
+    return this.#status;
+  }
+
+  call<M extends MethodName>(method: M, params: MethodInput<M>): Promise<MethodOutput<M>> {
+    const s = this.#status.state;
+    if (s === 'unauthorized' || s === 'closed' || s === 'offline') {
+      return Promise.reject(this.#notConnectedError(method));
+    }
+    return new Promise<unknown>((resolve, reject) => {
+      const request: WireRequest = { id: this.#nextId++, method, params };
+      const pending: Pending = { method, resolve, reject };
+      if (this.#socket && this.#socket.readyState === OPEN) this.#send(request, pending);
+      else this.#queued.push({ request, pending });
+    }).then((result) => parseResult(method, result));
+  }
+
+  on<E extends EventName>(event: E, handler: (payload: EventPayload<E>) => void): () => void {
+    return this.#events.add(event, handler);
+  }
+
+  /** Retry now instead of waiting for the backoff timer (the "Retry" button). */
+  reconnect(): void {
+    if (this.#status.state !== 'offline') return;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.#connect();
+  }
+
+  close(): void {
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.#setStatus({ state: 'closed' });
+    this.#failAll('DISCONNECTED', 'The connection to the engine was closed.');
+    const socket = this.#socket;
+    this.#socket = null;
+    socket?.close(1000, 'client closed');
+  }
+
+  #setStatus(status: ConnectionStatus): void {
+    this.#status = status;
+    this.#opts.onStatus?.(status);
+  }
+
+  #connect(): void {
+    this.#attempt++;
+    this.#setStatus({ state: 'connecting', attempt: this.#attempt });
+    let opened = false;
+    let socket: SocketLike;
+    try {
+      socket = this.#opts.createSocket(this.#opts.url);
+    } catch (err) {
+      this.#scheduleRetry(`could not open a WebSocket: ${String(err)}`);
+      return;
+    }
+    this.#socket = socket;
+    socket.onopen = () => {
+      opened = true;
+      this.#everOpened = true;
+      this.#attempt = 0;
+      this.#setStatus({ state: 'open' });
+      const queued = this.#queued;
+      this.#queued = [];
+      for (const { request, pending } of queued) this.#send(request, pending);
+    };
+    socket.onmessage = (ev) => this.#onMessage(ev.data);
+    socket.onerror = () => {
+      /* onclose follows and carries the details */
+    };
+    socket.onclose = (ev) => {
+      if (this.#socket !== socket) return; // superseded or closed by us
+      this.#socket = null;
+      if (UNAUTHORIZED_CLOSE_CODES.has(ev.code)) {
+        this.#unauthorized();
+        return;
+      }
+      this.#failAll(
+        'DISCONNECTED',
+        opened
+          ? 'The connection to the engine was lost before it answered; the request may or may not have completed.'
+          : 'Could not connect to the engine.',
+      );
+      const reason = opened
+        ? `connection lost${ev.reason ? `: ${ev.reason}` : ''}`
+        : 'the engine is not reachable';
+      if (opened || this.#everOpened) {
+        this.#scheduleRetry(reason);
+        return;
+      }
+      // Never opened: either the engine is down or it refused the upgrade (bad token).
+      void this.#opts.probeUnauthorized(this.#opts.url).then((refused) => {
+        if (this.#status.state === 'closed') return;
+        if (refused) this.#unauthorized();
+        else this.#scheduleRetry(reason);
+      });
+    };
+  }
+
+  #unauthorized(): void {
+    this.#setStatus({ state: 'unauthorized', reason: 'rejected' });
+    this.#failAll('UNAUTHORIZED', 'The engine refused this page’s token.');
+  }
+
+  #scheduleRetry(reason: string): void {
+    const delay = backoffDelay(this.#attempt, this.#opts.backoff);
+    this.#setStatus({
+      state: 'offline',
+      attempt: this.#attempt,
+      retryAt: Date.now() + delay,
+      reason,
+    });
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      this.#connect();
+    }, delay);
+  }
+
+  #send(request: WireRequest, pending: Pending): void {
+    this.#inFlight.set(request.id, pending);
+    try {
+      this.#socket!.send(JSON.stringify(request));
+    } catch (err) {
+      this.#inFlight.delete(request.id);
+      pending.reject(
+        new RpcError('DISCONNECTED', `Could not send ${request.method}: ${String(err)}`),
+      );
+    }
+  }
+
+  #onMessage(raw: unknown): void {
+    let msg: unknown;
+    try {
+      msg = JSON.parse(String(raw));
+    } catch {
+      console.warn('Ignoring a non-JSON frame from the engine');
+      return;
+    }
+    if (typeof msg !== 'object' || msg === null) return;
+    const m = msg as Record<string, unknown>;
+    if (typeof m.id === 'number') {
+      const pending = this.#inFlight.get(m.id);
+      if (!pending) return;
+      this.#inFlight.delete(m.id);
+      const error = m.error as { code?: unknown; message?: unknown } | undefined;
+      if (error && typeof error === 'object') {
+        pending.reject(
+          RpcError.fromPayload({ code: String(error.code), message: String(error.message ?? '') }),
+        );
+      } else if ('result' in m) {
+        pending.resolve(m.result);
+      } else {
+        pending.reject(
+          new RpcError(
+            'BAD_RESPONSE',
+            `The engine's answer to ${pending.method} has neither result nor error.`,
+          ),
+        );
+      }
+      return;
+    }
+    if (typeof m.event === 'string') this.#events.deliver(m.event, m.data);
+  }
+
+  #failAll(code: RpcError['code'], message: string): void {
+    const all = [...this.#inFlight.values(), ...this.#queued.map((q) => q.pending)];
+    this.#inFlight.clear();
+    this.#queued = [];
+    for (const p of all) p.reject(new RpcError(code, `${p.method}: ${message}`));
+  }
+
+  #notConnectedError(method: MethodName): RpcError {
+    if (this.#status.state === 'unauthorized') {
+      return new RpcError('UNAUTHORIZED', `${method}: not authorised to talk to the engine.`);
+    }
+    return new RpcError('DISCONNECTED', `${method}: not connected to the engine.`);
+  }
+}

@@ -1,0 +1,25 @@
+/** The app's state root, shared with components through context. */
+import { getContext, setContext } from 'svelte';
+import { ConnectionState } from './connection.svelte.ts';
+import { ModelsState } from './models.svelte.ts';
+import { Router } from './router.svelte.ts';
+import { SystemState } from './system.svelte.ts';
+
+export class AppState {
+  readonly connection = new ConnectionState();
+  readonly router = new Router();
+  readonly models = new ModelsState(this.connection);
+  readonly system = new SystemState(this.connection);
+}
+
+const key = Symbol('app');
+
+export function provideApp(app: AppState): void {
+  setContext(key, app);
+}
+
+export function useApp(): AppState {
+  const app = getContext<AppState | undefined>(key);
+  if (!app) throw new Error('useApp() outside <App>');
+  return app;
+}

@@ -1,0 +1,28 @@
+/** What the engine's machine offers: loaded on demand (the System page) and on reconnect. */
+import type { SystemInfo } from '../../../../contract/index.ts';
+import { errorMessage } from '../rpc/index.ts';
+import type { ConnectionState } from './connection.svelte.ts';
+
+export class SystemState {
+  info: SystemInfo | null = $state.raw(null);
+  loading = $state(false);
+  error: string | null = $state(null);
+  readonly #conn: ConnectionState;
+
+  constructor(conn: ConnectionState) {
+    this.#conn = conn;
+    conn.whenOpen(() => void this.load());
+  }
+
+  async load(): Promise<void> {
+    this.loading = true;
+    try {
+      this.info = await this.#conn.client.call('system.info', {});
+      this.error = null;
+    } catch (err) {
+      this.error = errorMessage(err);
+    } finally {
+      this.loading = false;
+    }
+  }
+}

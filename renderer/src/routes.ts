@@ -1,0 +1,31 @@
+/**
+ * The navigation table: one entry per page, in sidebar order. A later page (Datasets, Runs, Chat)
+ * is one more entry here.
+ */
+import type { Component } from 'svelte';
+import type { IconName } from './components/icons.ts';
+import ModelsPage from './pages/ModelsPage.svelte';
+import SystemPage from './pages/SystemPage.svelte';
+
+export interface PageProps {
+  /** Path segments after the page id, e.g. ["<model id>"] for #/models/<model id>. */
+  params: string[];
+}
+
+export interface Route {
+  id: string;
+  label: string;
+  icon: IconName;
+  component: Component<PageProps>;
+}
+
+export const routes: Route[] = [
+  { id: 'models', label: 'Models', icon: 'cube', component: ModelsPage },
+  { id: 'system', label: 'System', icon: 'chip', component: SystemPage },
+];
+
+export const defaultRoute: Route = routes[0]!;
+
+export function findRoute(id: string): Route | undefined {
+  return id === '' ? defaultRoute : routes.find((r) => r.id === id);
+}
