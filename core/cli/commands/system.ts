@@ -1,0 +1,32 @@
+/** `overnight system`. */
+import type { CliCommand } from '../command.ts';
+import { formatBytes, keyValues } from '../format.ts';
+
+export const systemCommands: CliCommand[] = [
+  {
+    words: ['system'],
+    summary: 'Show backends, GPUs and memory of this machine.',
+    async run(ctx) {
+      const s = await ctx.call('system.info', {});
+      ctx.print(s, () =>
+        keyValues([
+          ['overnight', s.appVersion],
+          ['platform', `${s.platform} ${s.arch}`],
+          ['cpu', `${s.cpuModel} (${s.cpuCores} cores)`],
+          ['ram', `${formatBytes(s.ramFree)} free of ${formatBytes(s.ramTotal)}`],
+          ['inference backends', s.inferenceBackends.join(', ')],
+          ['trainer backends', s.trainerBackends.join(', ')],
+          ...(s.gpus.length === 0
+            ? ([['gpus', 'none']] as [string, string][])
+            : s.gpus.map(
+                (g, i): [string, string] => [
+                  `gpu ${i}`,
+                  `${g.name} (${g.backend}), ${formatBytes(g.vramFree)} free of ${formatBytes(g.vramTotal)}`,
+                ],
+              )),
+          ['data dir', s.dataDir],
+        ]),
+      );
+    },
+  },
+];

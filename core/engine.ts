@@ -1,0 +1,71 @@
+/**
+ * Composition root: opens the store, builds each domain and registers its handlers.
+ * Every shell (CLI, web server, Electron main) creates one engine and talks to it only
+ * through `dispatcher` (requests) and `events` (notifications).
+ *
+ * Adding a domain (see docs/engine.md): a contract file, a `core/<domain>/` module exporting
+ * `<domain>Handlers(...)`, one spread in `handlers` below, a migration if it stores anything.
+ */
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { runsMethods } from '../contract/index.ts';
+import { ModelLibrary, modelsHandlers } from './models/library.ts';
+import { createDispatcher, type Dispatcher } from './rpc/dispatcher.ts';
+import { createEventBus, type EventBus } from './rpc/events.ts';
+import { notImplemented, type Handlers } from './rpc/handlers.ts';
+import { openStore, type Store } from './store/db.ts';
+import { disposeSharedLlama } from './system/llama.ts';
+import { systemHandlers } from './system/info.ts';
+import { appVersion } from './version.ts';
+
+export interface EngineOptions {
+  dataDir: string;
+  /** Reports INTERNAL errors (bugs) somewhere visible; default: stderr. */
+  onInternalError?: (method: string, err: unknown) => void;
+}
+
+export interface Engine {
+  dataDir: string;
+  dispatcher: Dispatcher;
+  events: EventBus;
+  store: Store;
+  models: ModelLibrary;
+  close(): Promise<void>;
+}
+
+export function createEngine(options: EngineOptions): Engine {
+  const dataDir = resolve(options.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const store = openStore(dataDir);
+  const events = createEventBus();
+  const models = new ModelLibrary(store, events);
+
+  const handlers: Handlers = {
+    ...modelsHandlers(models),
+    ...systemHandlers({ dataDir, appVersion: appVersion() }),
+    ...notImplemented(runsMethods),
+  };
+
+  const dispatcher = createDispatcher(handlers, {
+    onInternalError:
+      options.onInternalError ??
+      ((method, err) => {
+        console.error(`[engine] internal error in ${method}:`, err);
+      }),
+  });
+
+  let closed = false;
+  return {
+    dataDir,
+    dispatcher,
+    events,
+    store,
+    models,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await disposeSharedLlama();
+      store.close();
+    },
+  };
+}

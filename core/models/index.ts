@@ -1,0 +1,4 @@
+export * from './gguf-info.ts';
+export * from './library.ts';
+export * from './trainability.ts';
+export { detectTemplateFamily } from './chat-template.ts';

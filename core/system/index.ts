@@ -1,0 +1,3 @@
+export * from './info.ts';
+export * from './llama.ts';
+export * from './trainer-backends.ts';
