@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { runConfigSchema, type RunMetric } from '../../contract/index.ts';
-import { migration } from '../store/migrations/003-runs.ts';
+import { migration } from '../store/migrations/002-runs.ts';
 import { RunStore } from './store.ts';
 
 function fresh(): RunStore {

@@ -1,5 +1,5 @@
 /**
- * The runs tables (migration 003-runs) behind a small typed API. Every read returns contract
+ * The runs tables (migration 002-runs) behind a small typed API. Every read returns contract
  * shapes; every multi-row write is one transaction. This file holds no policy: which state
  * follows which is lifecycle.ts, when to write is supervisor.ts.
  */

@@ -9,7 +9,7 @@ import type { Migration } from '../migration.ts';
  * `queue_seq` orders the queue (first in, first out; a resumed run goes to the back).
  */
 export const migration: Migration = {
-  version: 3,
+  version: 2,
   name: 'runs',
   up(db) {
     db.exec(`

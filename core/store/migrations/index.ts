@@ -4,7 +4,9 @@
  */
 import type { Migration } from '../migration.ts';
 import { migration as m001 } from './001-models.ts';
+import { migration as m002 } from './002-runs.ts';
 
 export const migrations: readonly Migration[] = [
   m001,
+  m002,
 ];
