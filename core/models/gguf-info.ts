@@ -52,6 +52,15 @@ export async function readModelFile(path: string): Promise<ModelFileInfo> {
     );
   }
 
+  // node-llama-cpp's reader yields zeros past the end of the file instead of failing, so a file
+  // cut inside its header parses into garbage that ends beyond the file: check that first.
+  if ((info.infoEndOffset ?? info.metadataSize) > fileSize) {
+    throw new OvernightError(
+      'INVALID_FILE',
+      `${path} is truncated: its GGUF header runs past the end of the file (the file has ${fileSize} bytes)`,
+    );
+  }
+
   const md = info.metadata as unknown as Record<string, Record<string, unknown> | undefined>;
   const splitCount = Number(md.split?.count ?? 0);
   if (splitCount > 1) {
