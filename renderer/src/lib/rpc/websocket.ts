@@ -6,8 +6,10 @@
  * Calls made while connecting wait for the socket; calls made while offline fail at once; calls in
  * flight when the socket drops are rejected with DISCONNECTED (the engine may or may not have done
  * the work). A refused token stops the retries: the server closes with 4401 / 1008, or refuses the
- * upgrade, which a browser only sees as a failed connection, so a failed first open is followed by
- * a plain HTTP probe of the same URL that tells 401/403 apart from "engine not running".
+ * upgrade (HTTP 401/403), which a browser only sees as a socket that closed before opening. So
+ * after such a failure we ask the same server for the page over plain HTTP: if it answers, the
+ * engine is up and refused us (our token is wrong or stale: it changes every time `overnight
+ * serve` starts); if it does not, the engine is down and we retry.
  */
 import type {
   EventName,
@@ -52,8 +54,8 @@ export interface SocketLike {
 export interface WebSocketClientOptions {
   url: string;
   createSocket?: (url: string) => SocketLike;
-  /** Resolves true when the server refuses our token over plain HTTP (see the header comment). */
-  probeUnauthorized?: (url: string) => Promise<boolean>;
+  /** Resolves true when the server answers plain HTTP (see the header comment). */
+  probeServerUp?: (url: string) => Promise<boolean>;
   backoff?: Backoff;
   onStatus?: StatusListener;
 }
@@ -66,10 +68,13 @@ interface Pending {
 
 const OPEN = 1;
 
-export async function httpProbeUnauthorized(url: string): Promise<boolean> {
+/** Any HTTP answer from the server that owns `url` (a ws:// URL) means it is up. */
+export async function httpProbeServerUp(url: string): Promise<boolean> {
   try {
-    const res = await fetch(url.replace(/^ws/, 'http'), { cache: 'no-store' });
-    return res.status === 401 || res.status === 403;
+    const u = new URL(url);
+    u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
+    await fetch(`${u.origin}/`, { method: 'HEAD', cache: 'no-store' });
+    return true;
   } catch {
     return false;
   }
@@ -82,7 +87,6 @@ export class WebSocketRpcClient implements RpcClient {
   #socket: SocketLike | null = null;
   #status: ConnectionStatus = { state: 'connecting', attempt: 1 };
   #attempt = 0;
-  #everOpened = false;
   #nextId = 1;
   /** Sent, awaiting an answer. */
   #inFlight = new Map<number, Pending>();
@@ -94,7 +98,7 @@ export class WebSocketRpcClient implements RpcClient {
   constructor(options: WebSocketClientOptions) {
     this.#opts = {
       createSocket: (url) => new WebSocket(url) as unknown as SocketLike,
-      probeUnauthorized: httpProbeUnauthorized,
+      probeServerUp: httpProbeServerUp,
       backoff: defaultBackoff,
       ...options,
     };
@@ -159,7 +163,6 @@ export class WebSocketRpcClient implements RpcClient {
     this.#socket = socket;
     socket.onopen = () => {
       opened = true;
-      this.#everOpened = true;
       this.#attempt = 0;
       this.#setStatus({ state: 'open' });
       const queued = this.#queued;
@@ -186,14 +189,14 @@ export class WebSocketRpcClient implements RpcClient {
       const reason = opened
         ? `connection lost${ev.reason ? `: ${ev.reason}` : ''}`
         : 'the engine is not reachable';
-      if (opened || this.#everOpened) {
+      if (opened) {
         this.#scheduleRetry(reason);
         return;
       }
       // Never opened: either the engine is down or it refused the upgrade (bad token).
-      void this.#opts.probeUnauthorized(this.#opts.url).then((refused) => {
+      void this.#opts.probeServerUp(this.#opts.url).then((up) => {
         if (this.#status.state === 'closed') return;
-        if (refused) this.#unauthorized();
+        if (up) this.#unauthorized();
         else this.#scheduleRetry(reason);
       });
     };
@@ -205,6 +208,7 @@ export class WebSocketRpcClient implements RpcClient {
   }
 
   #scheduleRetry(reason: string): void {
+    this.#failAll('DISCONNECTED', 'Could not connect to the engine.');
     const delay = backoffDelay(this.#attempt, this.#opts.backoff);
     this.#setStatus({
       state: 'offline',

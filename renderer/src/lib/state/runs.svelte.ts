@@ -1,0 +1,265 @@
+/**
+ * Runs as the UI sees them: the history list (kept current by `runs.state` events), one live run
+ * (its metric series, evals, probes and checkpoints), the New-run form, and compare.
+ *
+ * Live series: subscribe to the events first, then backfill from `runs.metrics` by step, and
+ * merge the two by step (lib/runs/series.ts), so nothing is lost or doubled while the page
+ * opens mid-run or reconnects. Series are `$state.raw`: replaced, never mutated.
+ */
+import {
+  runConfigSchema,
+  type Run,
+  type RunCheckpoint,
+  type RunConfig,
+  type RunConfigInput,
+  type RunEstimate,
+  type RunEval,
+  type RunMetric,
+  type RunProbe,
+  type RunState,
+} from '../../../../contract/index.ts';
+import { errorMessage } from '../rpc/index.ts';
+import { mergeByStep, truncateAfter } from '../runs/series.ts';
+import type { ConnectionState } from './connection.svelte.ts';
+
+export class RunsState {
+  list: Run[] = $state.raw([]);
+  loaded = $state(false);
+  error: string | null = $state(null);
+  filter: RunState | 'all' = $state('all');
+  search = $state('');
+  readonly #conn: ConnectionState;
+
+  visible = $derived.by(() => {
+    const q = this.search.trim().toLowerCase();
+    return this.list.filter(
+      (r) =>
+        (this.filter === 'all' || r.state === this.filter) &&
+        (!q || r.name.toLowerCase().includes(q) || r.notes.toLowerCase().includes(q)),
+    );
+  });
+
+  constructor(conn: ConnectionState) {
+    this.#conn = conn;
+    conn.client.on('runs.state', (run) => this.#upsert(run));
+    conn.whenOpen(() => void this.load());
+  }
+
+  get client() {
+    return this.#conn.client;
+  }
+
+  byId(id: string): Run | undefined {
+    return this.list.find((r) => r.id === id);
+  }
+
+  #upsert(run: Run): void {
+    const i = this.list.findIndex((r) => r.id === run.id);
+    this.list = i < 0 ? [run, ...this.list] : this.list.with(i, run);
+  }
+
+  async load(): Promise<void> {
+    try {
+      this.list = await this.client.call('runs.list', {});
+      this.loaded = true;
+      this.error = null;
+    } catch (err) {
+      this.error = errorMessage(err);
+    }
+  }
+
+  async rename(id: string, name: string): Promise<void> {
+    this.#upsert(await this.client.call('runs.rename', { id, name }));
+  }
+
+  async setNotes(id: string, notes: string): Promise<void> {
+    this.#upsert(await this.client.call('runs.setNotes', { id, notes }));
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.client.call('runs.delete', { id });
+    this.list = this.list.filter((r) => r.id !== id);
+  }
+
+  async control(verb: 'pause' | 'resume' | 'cancel', id: string): Promise<void> {
+    this.#upsert(await this.client.call(`runs.${verb}`, { id }));
+  }
+}
+
+/** One run's page: live while it runs, complete when it is done. */
+export class LiveRun {
+  run: Run | null = $state.raw(null);
+  metrics: RunMetric[] = $state.raw([]);
+  evals: RunEval[] = $state.raw([]);
+  probes: RunProbe[] = $state.raw([]);
+  checkpoints: RunCheckpoint[] = $state.raw([]);
+  error: string | null = $state(null);
+  loaded = $state(false);
+
+  readonly #offs: (() => void)[] = [];
+  readonly #runs: RunsState;
+
+  constructor(
+    runs: RunsState,
+    readonly id: string,
+  ) {
+    this.#runs = runs;
+    const c = runs.client;
+    // Subscribe first, then backfill: an event that lands during the backfill is merged by step.
+    this.#offs.push(
+      c.on('runs.step', (p) => {
+        if (p.id === id) this.metrics = mergeByStep(this.metrics, p.metrics);
+      }),
+      c.on('runs.eval', (p) => {
+        if (p.id === id) this.evals = [...this.evals.filter((e) => e.step !== p.step), p].sort((a, b) => a.step - b.step);
+      }),
+      c.on('runs.probe', (p) => {
+        if (p.id !== id) return;
+        const keys = new Set(p.probes.map((x) => `${x.step}:${x.index}`));
+        this.probes = [...this.probes.filter((x) => !keys.has(`${x.step}:${x.index}`)), ...p.probes];
+      }),
+      c.on('runs.checkpoint', (p) => {
+        if (p.id === id) void this.#loadDetail();
+      }),
+      c.on('runs.state', (r) => {
+        if (r.id !== id) return;
+        // A resumed run repeats the steps after its checkpoint: drop them from the chart.
+        if (this.run && r.state === 'running' && r.step < (this.metrics.at(-1)?.step ?? 0)) {
+          this.metrics = truncateAfter(this.metrics, r.step);
+        }
+        this.run = r;
+      }),
+    );
+    void this.load();
+  }
+
+  async #loadDetail(): Promise<void> {
+    const d = await this.#runs.client.call('runs.show', { id: this.id });
+    this.run = d.run;
+    this.evals = d.evals;
+    this.probes = d.probes;
+    this.checkpoints = d.checkpoints;
+  }
+
+  async load(): Promise<void> {
+    try {
+      await this.#loadDetail();
+      // Backfill in pages so a 50,000-step run arrives complete without one huge message.
+      const page = 5000;
+      let from = 0;
+      for (;;) {
+        const batch = await this.#runs.client.call('runs.metrics', { id: this.id, fromStep: from, toStep: from + page - 1 });
+        this.metrics = mergeByStep(batch, this.metrics);
+        if (!this.run || from + page > this.run.step) break;
+        from += page;
+      }
+      this.loaded = true;
+      this.error = null;
+    } catch (err) {
+      this.error = errorMessage(err);
+    }
+  }
+
+  checkpointNow(): Promise<unknown> {
+    return this.#runs.client.call('runs.checkpointNow', { id: this.id });
+  }
+
+  dispose(): void {
+    for (const off of this.#offs) off();
+  }
+}
+
+/** The New-run form: presets, every field, validation and the estimate before start. */
+export class NewRunForm {
+  config: RunConfigInput = $state({ model: '', dataset: '', preset: 'balanced' });
+  presets: { id: string; label: string; explain: string; config: Partial<RunConfig> }[] = $state.raw([]);
+  estimate: RunEstimate | null = $state.raw(null);
+  problems: string[] = $state.raw([]);
+  busy: 'estimate' | 'calibrate' | 'create' | null = $state(null);
+  error: string | null = $state(null);
+  readonly #runs: RunsState;
+
+  constructor(runs: RunsState, from?: RunConfig) {
+    this.#runs = runs;
+    void this.#init(from);
+  }
+
+  async #init(from?: RunConfig): Promise<void> {
+    const c = this.#runs.client;
+    try {
+      this.presets = await c.call('runs.presets', {});
+      const start = from ?? (await c.call('runs.lastConfig', {}));
+      if (start) this.config = { ...schemaDefaults, ...start };
+      else this.applyPreset('balanced');
+    } catch (err) {
+      this.error = errorMessage(err);
+    }
+  }
+
+  applyPreset(id: string): void {
+    const p = this.presets.find((x) => x.id === id);
+    if (!p) return;
+    const keep = { model: this.config.model, dataset: this.config.dataset, probePrompts: this.config.probePrompts };
+    this.config = { ...schemaDefaults, ...p.config, ...keep, preset: p.id as RunConfig['preset'] };
+    this.estimate = null;
+  }
+
+  set<K extends keyof RunConfigInput>(key: K, value: RunConfigInput[K]): void {
+    this.config = { ...this.config, [key]: value, preset: key === 'preset' ? (value as RunConfig['preset']) : 'custom' };
+    this.estimate = null;
+  }
+
+  async runEstimate(calibrate = false): Promise<void> {
+    this.busy = calibrate ? 'calibrate' : 'estimate';
+    this.error = null;
+    try {
+      const v = await this.#runs.client.call('runs.validate', { config: $state.snapshot(this.config) });
+      this.problems = v.problems;
+      if (v.problems.length === 0) {
+        this.estimate = await this.#runs.client.call('runs.estimate', { config: $state.snapshot(this.config), calibrate });
+      }
+    } catch (err) {
+      this.error = errorMessage(err);
+    } finally {
+      this.busy = null;
+    }
+  }
+
+  /** Queues the run; returns it, or null with `error` set. */
+  async create(name?: string): Promise<Run | null> {
+    this.busy = 'create';
+    this.error = null;
+    try {
+      return await this.#runs.client.call('runs.create', { config: $state.snapshot(this.config), ...(name ? { name } : {}) });
+    } catch (err) {
+      this.error = errorMessage(err);
+      return null;
+    } finally {
+      this.busy = null;
+    }
+  }
+}
+
+/** Every field's default, from the contract's schema (presets list only what they change). */
+const schemaDefaults: Omit<RunConfig, 'model' | 'dataset'> = (() => {
+  const { model: _m, dataset: _d, ...rest } = runConfigSchema.parse({ model: '-', dataset: '-' });
+  return rest;
+})();
+
+export class CompareState {
+  result: {
+    runs: { run: Run; metrics: RunMetric[]; evals: RunEval[] }[];
+    diff: { field: string; values: unknown[] }[];
+  } | null = $state.raw(null);
+  error: string | null = $state(null);
+
+  constructor(
+    runs: RunsState,
+    readonly ids: string[],
+  ) {
+    void runs.client
+      .call('runs.compare', { ids })
+      .then((r) => (this.result = r))
+      .catch((err: unknown) => (this.error = errorMessage(err)));
+  }
+}
