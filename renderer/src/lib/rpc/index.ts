@@ -6,12 +6,12 @@ import type { OvernightBridge, ShellBridge } from '../../../../contract/bridge.t
 import type { RpcClient } from '../../../../contract/index.ts';
 import { IpcRpcClient } from './ipc.ts';
 import { RpcError } from './errors.ts';
-import type { ConnectionStatus, StatusListener } from './status.ts';
+import type { StatusListener } from './status.ts';
 import { rpcUrl, takeToken } from './token.ts';
 import { WebSocketRpcClient } from './websocket.ts';
 
 export { RpcError, errorMessage } from './errors.ts';
-export type { ConnectionStatus } from './status.ts';
+export type { ConnectionStatus, StatusListener } from './status.ts';
 
 declare global {
   interface Window {

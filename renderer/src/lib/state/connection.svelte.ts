@@ -8,7 +8,8 @@ import { createTransport, type ConnectionStatus, type Transport } from '../rpc/i
 export class ConnectionState {
   status: ConnectionStatus = $state({ state: 'connecting', attempt: 1 });
   readonly transport: Transport;
-  #openListeners = new Set<() => void>();
+  /** Plain array: listeners are not UI state. */
+  #openListeners: (() => void)[] = [];
 
   label = $derived.by(() => {
     switch (this.status.state) {
@@ -39,9 +40,11 @@ export class ConnectionState {
 
   /** Runs `fn` now if connected, and again every time the connection (re)opens. */
   whenOpen(fn: () => void): () => void {
-    this.#openListeners.add(fn);
+    this.#openListeners.push(fn);
     if (this.status.state === 'open') fn();
-    return () => this.#openListeners.delete(fn);
+    return () => {
+      this.#openListeners = this.#openListeners.filter((f) => f !== fn);
+    };
   }
 
   retry(): void {
