@@ -1,0 +1,310 @@
+/**
+ * Token statistics of a stored dataset under one model: records, total and trained tokens, a
+ * token-length histogram, and what a sequence length would do (truncate / drop / window);
+ * the seeded train/validation split; and the trainer's input file (windows of tokens + labels,
+ * the native trainer's format, `native/ts/token-data.ts`).
+ *
+ * Sequence length rules (one place, used by stats and by the trainer input alike):
+ * - a chat record longer than seqLen is truncated to its first seqLen tokens; if nothing
+ *   trained is left in those, it is dropped;
+ * - a text record is cut into consecutive windows of seqLen tokens (nothing is lost);
+ * - a record with no trained tokens at all is dropped (and reported: it would train nothing).
+ */
+import { TokenDataWriter } from '../../native/ts/token-data.ts';
+import { readStoredRecords } from './records.ts';
+import { RecordEncoder, TemplateError, type EncodedRecord } from './tokenize.ts';
+import type { NormalizedRecord } from './types.ts';
+
+export interface Histogram {
+  /** Bucket i counts records with edges[i] <= tokens < edges[i+1]. */
+  edges: number[];
+  counts: number[];
+}
+
+export interface TokenStats {
+  records: number;
+  totalTokens: number;
+  trainedTokens: number;
+  maxTokens: number;
+  meanTokens: number;
+  /** Records with zero trained tokens (they train nothing): count and the first indexes. */
+  zeroTrained: number;
+  zeroTrainedSample: number[];
+  /** Records the template could not render (count, first messages). */
+  renderErrors: number;
+  renderErrorSample: { index: number; message: string }[];
+  /** Records whose turn boundaries needed the fallback (see tokenize.ts). */
+  unstableBoundaries: number;
+  histogram: Histogram;
+  seqLen: number;
+  /** Chat records longer than seqLen (cut, still trained). */
+  truncated: number;
+  /** Records left out at seqLen: nothing trained within the first seqLen tokens. */
+  dropped: number;
+  /** Windows of seqLen the dataset makes (text records can make several). */
+  windows: number;
+  /** Trained tokens that survive truncation at seqLen. */
+  trainedTokensAtSeqLen: number;
+}
+
+/** Bucket width 1, 2 or 5 × 10^k so that the histogram has at most `maxBuckets` buckets. */
+export function histogram(lengths: ArrayLike<number>, maxBuckets = 24): Histogram {
+  let max = 0;
+  for (let i = 0; i < lengths.length; i++) max = Math.max(max, lengths[i]!);
+  // Widths 1, 2, 5, 10, 20, 50, ...: the first with at most maxBuckets buckets.
+  let width = 1;
+  const steps = [1, 2, 5];
+  for (let e = 0; ; e++) {
+    const w = steps.map((s) => s * 10 ** e).find((w) => w * maxBuckets > max);
+    if (w !== undefined) {
+      width = w;
+      break;
+    }
+  }
+  const n = Math.max(1, Math.floor(max / width) + 1);
+  const counts = new Array<number>(n).fill(0);
+  for (let i = 0; i < lengths.length; i++) counts[Math.floor(lengths[i]! / width)]!++;
+  return { edges: Array.from({ length: n + 1 }, (_, i) => i * width), counts };
+}
+
+/** What one encoded record becomes at seqLen: its windows (token + mask slices). */
+export function windowsOf(rec: NormalizedRecord, enc: EncodedRecord, seqLen: number): { tokens: number[]; mask: Uint8Array }[] {
+  if ('text' in rec) {
+    const out: { tokens: number[]; mask: Uint8Array }[] = [];
+    for (let s = 0; s < enc.tokens.length; s += seqLen) {
+      const tokens = enc.tokens.slice(s, s + seqLen);
+      if (tokens.length < 2) break; // a 1-token tail predicts nothing
+      out.push({ tokens, mask: enc.mask.slice(s, s + seqLen) });
+    }
+    return out;
+  }
+  const tokens = enc.tokens.slice(0, seqLen);
+  const mask = enc.mask.slice(0, seqLen);
+  // Position 0 is never a target (nothing precedes it), so it does not count as trained.
+  let trained = 0;
+  for (let i = 1; i < mask.length; i++) trained += mask[i]!;
+  return trained > 0 ? [{ tokens, mask }] : [];
+}
+
+export interface StatsOptions {
+  seqLen: number;
+  signal?: AbortSignal;
+  onProgress?: (done: number) => void;
+}
+
+/** Token statistics over records (a stored dataset file or an array). */
+export async function tokenStats(
+  records: AsyncIterable<NormalizedRecord> | Iterable<NormalizedRecord>,
+  encoder: RecordEncoder,
+  opts: StatsOptions,
+): Promise<TokenStats> {
+  const lengths: number[] = [];
+  const s: TokenStats = {
+    records: 0,
+    totalTokens: 0,
+    trainedTokens: 0,
+    maxTokens: 0,
+    meanTokens: 0,
+    zeroTrained: 0,
+    zeroTrainedSample: [],
+    renderErrors: 0,
+    renderErrorSample: [],
+    unstableBoundaries: 0,
+    histogram: { edges: [0, 1], counts: [0] },
+    seqLen: opts.seqLen,
+    truncated: 0,
+    dropped: 0,
+    windows: 0,
+    trainedTokensAtSeqLen: 0,
+  };
+  let index = 0;
+  for await (const rec of records) {
+    const i = index++;
+    if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+    s.records++;
+    let enc: EncodedRecord;
+    try {
+      enc = encoder.encode(rec);
+    } catch (e) {
+      if (!(e instanceof TemplateError)) throw e;
+      s.renderErrors++;
+      s.dropped++;
+      if (s.renderErrorSample.length < 20) s.renderErrorSample.push({ index: i, message: e.message });
+      continue;
+    }
+    const n = enc.tokens.length;
+    lengths.push(n);
+    s.totalTokens += n;
+    s.trainedTokens += enc.trained;
+    s.maxTokens = Math.max(s.maxTokens, n);
+    if (enc.unstableBoundaries > 0) s.unstableBoundaries++;
+    if (enc.trained === 0) {
+      s.zeroTrained++;
+      if (s.zeroTrainedSample.length < 20) s.zeroTrainedSample.push(i);
+    }
+    const wins = windowsOf(rec, enc, opts.seqLen);
+    if (wins.length === 0) s.dropped++;
+    else if (!('text' in rec) && n > opts.seqLen) s.truncated++;
+    s.windows += wins.length;
+    for (const w of wins) for (let k = 1; k < w.mask.length; k++) s.trainedTokensAtSeqLen += w.mask[k]!;
+    if (i % 256 === 0) opts.onProgress?.(i);
+  }
+  s.meanTokens = lengths.length ? s.totalTokens / lengths.length : 0;
+  s.histogram = histogram(lengths);
+  opts.onProgress?.(index);
+  return s;
+}
+
+/** Deterministic PRNG (mulberry32): the same seed gives the same split on every machine. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Seeded split by record: a Fisher-Yates shuffle of the indexes, the first
+ * round(n × share) go to validation (at least 1 when share > 0 and n >= 2). Returns a flag per
+ * record: true = validation.
+ */
+export function splitRecords(n: number, validationShare: number, seed: number): Uint8Array {
+  const isVal = new Uint8Array(n);
+  if (validationShare <= 0 || n < 2) return isVal;
+  const nVal = Math.min(n - 1, Math.max(1, Math.round(n * validationShare)));
+  const idx = Array.from({ length: n }, (_, i) => i);
+  const rnd = mulberry32(seed);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+  }
+  for (let k = 0; k < nVal; k++) isVal[idx[k]!] = 1;
+  return isVal;
+}
+
+export interface TrainerInputOptions {
+  seqLen: number;
+  validationShare: number;
+  seed: number;
+  /** Pack several short records into one window (separate segments), or one per window. */
+  pack?: boolean;
+  padToken?: number;
+  signal?: AbortSignal;
+}
+
+export interface TrainerInputResult {
+  trainWindows: number;
+  validationWindows: number;
+  /** Trained (labelled) positions in the training file. */
+  trainedTokens: number;
+  validationTrainedTokens: number;
+  records: number;
+  validationRecords: number;
+  dropped: number;
+}
+
+/** Streams windows into a TokenDataWriter; labels are shifted (label[t] = token[t+1] if trained). */
+class WindowPacker {
+  private tokens: Int32Array;
+  private labels: Int32Array;
+  private segments: Int32Array;
+  private used = 0;
+  private seg = 0;
+  trained = 0;
+  constructor(
+    private readonly w: TokenDataWriter,
+    private readonly seqLen: number,
+    private readonly pack: boolean,
+    private readonly pad: number,
+  ) {
+    this.tokens = new Int32Array(seqLen);
+    this.labels = new Int32Array(seqLen);
+    this.segments = new Int32Array(seqLen);
+    this.reset();
+  }
+  private reset() {
+    this.tokens.fill(this.pad);
+    this.labels.fill(-1);
+    this.segments.fill(-1);
+    this.used = 0;
+    this.seg = 0;
+  }
+  private flush() {
+    if (this.used === 0) return;
+    this.w.append({ tokens: this.tokens, labels: this.labels, segments: this.segments });
+    this.reset();
+  }
+  add(tokens: readonly number[], mask: Uint8Array) {
+    const n = tokens.length;
+    if (!this.pack || this.used + n > this.seqLen) this.flush();
+    for (let t = 0; t < n; t++) {
+      this.tokens[this.used + t] = tokens[t]!;
+      this.segments[this.used + t] = this.seg;
+      const trained = t + 1 < n && mask[t + 1] === 1;
+      this.labels[this.used + t] = trained ? tokens[t + 1]! : -1;
+      if (trained) this.trained++;
+    }
+    this.used += n;
+    this.seg++;
+    if (!this.pack) this.flush();
+  }
+  close() {
+    this.flush();
+    this.w.close();
+  }
+}
+
+/**
+ * Write the trainer's input once: `train.tokens` (and `validation.tokens` when the split has
+ * a validation part) in the run folder, in the native trainer's token-data format.
+ */
+export async function writeTrainerInput(
+  storedPath: string,
+  encoder: RecordEncoder,
+  trainPath: string,
+  validationPath: string | null,
+  opts: TrainerInputOptions,
+): Promise<TrainerInputResult> {
+  let n = 0;
+  for await (const _ of readStoredRecords(storedPath, opts.signal)) n++;
+  const isVal = splitRecords(n, validationPath ? opts.validationShare : 0, opts.seed);
+  const pack = opts.pack ?? true;
+  const trainW = new TokenDataWriter(trainPath, opts.seqLen, true);
+  const valW = validationPath && isVal.some((v) => v === 1) ? new TokenDataWriter(validationPath, opts.seqLen, true) : null;
+  const train = new WindowPacker(trainW, opts.seqLen, pack, opts.padToken ?? 0);
+  const val = valW ? new WindowPacker(valW, opts.seqLen, pack, opts.padToken ?? 0) : null;
+  const res: TrainerInputResult = { trainWindows: 0, validationWindows: 0, trainedTokens: 0, validationTrainedTokens: 0, records: n, validationRecords: 0, dropped: 0 };
+  try {
+    let i = 0;
+    for await (const rec of readStoredRecords(storedPath, opts.signal)) {
+      const toVal = isVal[i++] === 1 && val !== null;
+      if (toVal) res.validationRecords++;
+      let enc: EncodedRecord;
+      try {
+        enc = encoder.encode(rec);
+      } catch (e) {
+        if (!(e instanceof TemplateError)) throw e;
+        res.dropped++;
+        continue;
+      }
+      const wins = windowsOf(rec, enc, opts.seqLen);
+      if (wins.length === 0) res.dropped++;
+      for (const w of wins) (toVal ? val! : train).add(w.tokens, w.mask);
+    }
+    train.close();
+    val?.close();
+  } catch (e) {
+    trainW.abort();
+    valW?.abort();
+    throw e;
+  }
+  res.trainWindows = trainW.count;
+  res.validationWindows = valW?.count ?? 0;
+  res.trainedTokens = train.trained;
+  res.validationTrainedTokens = val?.trained ?? 0;
+  return res;
+}
