@@ -22,8 +22,13 @@ export function resolveDataDir(src: DataDirSources = {}): string {
   return defaultDataDir(src.platform ?? process.platform, src.home ?? os.homedir(), env);
 }
 
-export function defaultDataDir(platform: NodeJS.Platform, home: string, env: NodeJS.ProcessEnv = {}): string {
+export function defaultDataDir(
+  platform: NodeJS.Platform,
+  home: string,
+  env: NodeJS.ProcessEnv = {},
+): string {
   if (platform === 'darwin') return join(home, 'Library', 'Application Support', 'Overnight');
-  if (platform === 'win32') return join(env.APPDATA ?? join(home, 'AppData', 'Roaming'), 'Overnight');
+  if (platform === 'win32')
+    return join(env.APPDATA ?? join(home, 'AppData', 'Roaming'), 'Overnight');
   return join(env.XDG_DATA_HOME || join(home, '.local', 'share'), 'overnight');
 }

@@ -9,12 +9,13 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { runsMethods } from '../contract/index.ts';
+import { DatasetLibrary, datasetsHandlers } from './datasets/library.ts';
 import { ModelLibrary, modelsHandlers } from './models/library.ts';
 import { createDispatcher, type Dispatcher } from './rpc/dispatcher.ts';
 import { createEventBus, type EventBus } from './rpc/events.ts';
 import { notImplemented, type Handlers } from './rpc/handlers.ts';
 import { openStore, type Store } from './store/db.ts';
-import { disposeSharedLlama } from './system/llama.ts';
+import { disposeSharedLlama, getSharedLlama } from './system/llama.ts';
 import { systemHandlers } from './system/info.ts';
 import { appVersion } from './version.ts';
 
@@ -30,6 +31,7 @@ export interface Engine {
   events: EventBus;
   store: Store;
   models: ModelLibrary;
+  datasets: DatasetLibrary;
   close(): Promise<void>;
 }
 
@@ -39,9 +41,11 @@ export function createEngine(options: EngineOptions): Engine {
   const store = openStore(dataDir);
   const events = createEventBus();
   const models = new ModelLibrary(store, events);
+  const datasets = new DatasetLibrary({ store, events, dataDir, model: (id) => models.require(id), llama: getSharedLlama });
 
   const handlers: Handlers = {
     ...modelsHandlers(models),
+    ...datasetsHandlers(datasets),
     ...systemHandlers({ dataDir, appVersion: appVersion() }),
     ...notImplemented(runsMethods),
   };
@@ -61,9 +65,11 @@ export function createEngine(options: EngineOptions): Engine {
     events,
     store,
     models,
+    datasets,
     async close() {
       if (closed) return;
       closed = true;
+      await datasets.dispose();
       await disposeSharedLlama();
       store.close();
     },

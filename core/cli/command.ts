@@ -34,7 +34,11 @@ export interface CliCommand {
   options?: OptionsConfig;
   summary: string;
   /** Returns when the command is done (serve: when the server stops). */
-  run(ctx: CliContext, args: string[], values: Record<string, string | boolean | undefined>): Promise<void>;
+  run(
+    ctx: CliContext,
+    args: string[],
+    values: Record<string, string | boolean | undefined>,
+  ): Promise<void>;
 }
 
 /** A mistake in how the command was typed: exit code 2 and the usage line. */

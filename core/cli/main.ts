@@ -13,7 +13,13 @@ import { OvernightError } from '../../contract/index.ts';
 import { resolveDataDir } from '../data-dir.ts';
 import { createEngine, type Engine } from '../engine.ts';
 import { appVersion } from '../version.ts';
-import { UsageError, type CliCommand, type CliContext, type CliIo, type OptionsConfig } from './command.ts';
+import {
+  UsageError,
+  type CliCommand,
+  type CliContext,
+  type CliIo,
+  type OptionsConfig,
+} from './command.ts';
 import { commands as allCommands } from './commands/index.ts';
 
 const GLOBAL_OPTIONS: OptionsConfig = {
@@ -29,7 +35,9 @@ const defaultIo: CliIo = {
 };
 
 export function usageOf(cmd: CliCommand): string {
-  const opts = Object.entries(cmd.options ?? {}).map(([k, o]) => (o.type === 'string' ? `[--${k} <${k}>]` : `[--${k}]`));
+  const opts = Object.entries(cmd.options ?? {}).map(([k, o]) =>
+    o.type === 'string' ? `[--${k} <${k}>]` : `[--${k}]`,
+  );
   return ['overnight', ...cmd.words, ...(cmd.args ?? []), ...opts].join(' ');
 }
 
@@ -52,10 +60,14 @@ export function helpText(commands: readonly CliCommand[] = allCommands): string 
   ].join('\n');
 }
 
-function findCommand(commands: readonly CliCommand[], positionals: string[]): CliCommand | undefined {
+function findCommand(
+  commands: readonly CliCommand[],
+  positionals: string[],
+): CliCommand | undefined {
   let best: CliCommand | undefined;
   for (const c of commands) {
-    if (c.words.every((w, i) => positionals[i] === w) && c.words.length > (best?.words.length ?? 0)) best = c;
+    if (c.words.every((w, i) => positionals[i] === w) && c.words.length > (best?.words.length ?? 0))
+      best = c;
   }
   return best;
 }
@@ -68,8 +80,17 @@ export async function main(
   let engine: Engine | null = null;
   try {
     // Pass 1, lenient: find the command words among the positionals.
-    const allOptions: OptionsConfig = Object.assign({}, ...commands.map((c) => c.options ?? {}), GLOBAL_OPTIONS);
-    const loose = parseArgs({ args: argv, options: allOptions, strict: false, allowPositionals: true });
+    const allOptions: OptionsConfig = Object.assign(
+      {},
+      ...commands.map((c) => c.options ?? {}),
+      GLOBAL_OPTIONS,
+    );
+    const loose = parseArgs({
+      args: argv,
+      options: allOptions,
+      strict: false,
+      allowPositionals: true,
+    });
     if (loose.values.version) {
       io.stdout(`${appVersion()}\n`);
       return 0;
@@ -88,7 +109,9 @@ export async function main(
             `expected one of: ${group.map((c) => c.words.slice(1).join(' ')).join(', ')}`,
         );
       }
-      throw new UsageError(`unknown command "${loose.positionals[0]}"; run overnight --help for the list`);
+      throw new UsageError(
+        `unknown command "${loose.positionals[0]}"; run overnight --help for the list`,
+      );
     }
 
     // Pass 2, strict: the command's own options plus the global ones.
@@ -119,7 +142,9 @@ export async function main(
     }
 
     const json = values.json === true;
-    const dataDir = resolveDataDir({ flag: typeof values['data-dir'] === 'string' ? values['data-dir'] : undefined });
+    const dataDir = resolveDataDir({
+      flag: typeof values['data-dir'] === 'string' ? values['data-dir'] : undefined,
+    });
     const getEngine = (): Engine => (engine ??= createEngine({ dataDir }));
     const ctx: CliContext = {
       json,
@@ -139,7 +164,8 @@ export async function main(
       if (err.usage) io.stderr(`usage: ${err.usage}\n`);
       return 2;
     }
-    const message = err instanceof OvernightError || err instanceof Error ? err.message : String(err);
+    const message =
+      err instanceof OvernightError || err instanceof Error ? err.message : String(err);
     io.stderr(`error: ${oneLine(message)}\n`);
     return 1;
   } finally {

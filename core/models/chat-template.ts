@@ -6,7 +6,9 @@
 export function detectTemplateFamily(template: string): string {
   const t = template;
   if (t.includes('<|im_start|>')) {
-    return /qwen/i.test(t) || t.includes('<tool_call>') || t.includes('<think>') ? 'qwen' : 'chatml';
+    return /qwen/i.test(t) || t.includes('<tool_call>') || t.includes('<think>')
+      ? 'qwen'
+      : 'chatml';
   }
   if (t.includes('<|start_header_id|>')) return 'llama3';
   if (t.includes('<|channel|>') && t.includes('<|start|>')) return 'harmony';

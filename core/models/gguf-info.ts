@@ -22,7 +22,11 @@ export type ModelFileInfo = Omit<ModelInfo, 'id' | 'name' | 'addedAt' | 'fileExi
 const GGUF_MAGIC = Buffer.from('GGUF', 'ascii');
 
 /** Metadata arrays we never need (large on big vocabularies). */
-const IGNORED_KEYS = ['tokenizer.ggml.merges', 'tokenizer.ggml.token_type', 'tokenizer.ggml.scores'];
+const IGNORED_KEYS = [
+  'tokenizer.ggml.merges',
+  'tokenizer.ggml.token_type',
+  'tokenizer.ggml.scores',
+];
 
 export async function readModelFile(path: string): Promise<ModelFileInfo> {
   const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
@@ -99,12 +103,15 @@ export async function readModelFile(path: string): Promise<ModelFileInfo> {
   const general = md.general ?? {};
   const architecture = String(general.architecture ?? 'unknown');
   const arch = md[architecture] ?? {};
-  const num = (v: unknown): number => (typeof v === 'number' || typeof v === 'bigint' ? Number(v) : 0);
+  const num = (v: unknown): number =>
+    typeof v === 'number' || typeof v === 'bigint' ? Number(v) : 0;
 
   const tokens = md.tokenizer?.ggml as { tokens?: readonly unknown[] } | undefined;
   const tokenEmbd = tensors.find((t) => t.name === 'token_embd.weight');
   const vocabSize =
-    num(arch.vocab_size) || (tokens?.tokens?.length ?? 0) || (tokenEmbd ? Number(tokenEmbd.dimensions[1] ?? 0) : 0);
+    num(arch.vocab_size) ||
+    (tokens?.tokens?.length ?? 0) ||
+    (tokenEmbd ? Number(tokenEmbd.dimensions[1] ?? 0) : 0);
 
   const template = md.tokenizer?.chat_template;
   const hasTemplate = typeof template === 'string' && template.length > 0;
@@ -133,7 +140,10 @@ export async function readModelFile(path: string): Promise<ModelFileInfo> {
     layers: num(arch.block_count),
     embeddingSize: num(arch.embedding_length),
     vocabSize,
-    chatTemplate: { present: hasTemplate, family: hasTemplate ? detectTemplateFamily(template) : null },
+    chatTemplate: {
+      present: hasTemplate,
+      family: hasTemplate ? detectTemplateFamily(template) : null,
+    },
     fileSize,
     fingerprint: await fingerprintFile(path, fileSize, infoEnd),
     trainable: { ok: reason === null, reason },
@@ -149,7 +159,10 @@ async function checkMagic(path: string, fileSize: number): Promise<void> {
     const { bytesRead } = await fh.read(buf, 0, 4, 0);
     const magic = buf.subarray(0, bytesRead);
     if (!magic.equals(GGUF_MAGIC)) {
-      const shown = fileSize === 0 ? 'the file is empty' : `magic bytes ${magic.toString('hex')} ("${printable(magic)}"), expected "GGUF"`;
+      const shown =
+        fileSize === 0
+          ? 'the file is empty'
+          : `magic bytes ${magic.toString('hex')} ("${printable(magic)}"), expected "GGUF"`;
       throw new OvernightError('INVALID_FILE', `${path} is not a GGUF file (${shown})`);
     }
   } finally {
@@ -178,7 +191,11 @@ function dominantType(tensorTypes: Record<string, number>): string {
  * fingerprint have the same metadata, tensor layout, size and sampled weights: in practice the
  * same model. Changing the scheme means bumping "v1" (stored fingerprints then no longer match).
  */
-export async function fingerprintFile(path: string, fileSize: number, infoEnd: number): Promise<string> {
+export async function fingerprintFile(
+  path: string,
+  fileSize: number,
+  infoEnd: number,
+): Promise<string> {
   const SAMPLES = 16;
   const SAMPLE = 64 * 1024;
   const CHUNK = 1024 * 1024;
@@ -192,7 +209,7 @@ export async function fingerprintFile(path: string, fileSize: number, infoEnd: n
   try {
     const readRange = async (start: number, end: number): Promise<void> => {
       const buf = Buffer.alloc(Math.min(CHUNK, Math.max(0, end - start)));
-      for (let pos = start; pos < end; ) {
+      for (let pos = start; pos < end;) {
         const n = Math.min(buf.length, end - pos);
         const { bytesRead } = await fh.read(buf, 0, n, pos);
         if (bytesRead <= 0) break;

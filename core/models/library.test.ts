@@ -1,5 +1,15 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, openSync, closeSync, ftruncateSync, rmSync, writeFileSync, renameSync, existsSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdtempSync,
+  openSync,
+  closeSync,
+  ftruncateSync,
+  rmSync,
+  writeFileSync,
+  renameSync,
+  existsSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -48,14 +58,19 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function rejects(p: Promise<unknown>, code: string, ...patterns: (RegExp | string)[]): Promise<void> {
+async function rejects(
+  p: Promise<unknown>,
+  code: string,
+  ...patterns: (RegExp | string)[]
+): Promise<void> {
   try {
     await p;
   } catch (err) {
     assert.ok(err instanceof OvernightError, String(err));
     assert.equal(err.code, code, err.message);
     for (const pat of patterns) {
-      if (typeof pat === 'string') assert.ok(err.message.includes(pat), `"${err.message}" should mention ${pat}`);
+      if (typeof pat === 'string')
+        assert.ok(err.message.includes(pat), `"${err.message}" should mention ${pat}`);
       else assert.match(err.message, pat);
     }
     return;
@@ -94,7 +109,11 @@ describe('models.add metadata', () => {
         assert.ok((m.tensorTypes.F32 ?? 0) > 0, 'norms are F32');
         assert.ok((m.tensorTypes[BASE_TYPE_NAMES[type]] ?? 0) > 0, JSON.stringify(m.tensorTypes));
         if (type === 'q4_k_m') assert.ok((m.tensorTypes.Q6_K ?? 0) > 0, 'q4_k_m mixes in Q6_K');
-        else assert.deepEqual(Object.keys(m.tensorTypes).sort(), [...new Set(['F32', BASE_TYPE_NAMES[type]])].sort());
+        else
+          assert.deepEqual(
+            Object.keys(m.tensorTypes).sort(),
+            [...new Set(['F32', BASE_TYPE_NAMES[type]])].sort(),
+          );
         assert.deepEqual(m.chatTemplate, { present: true, family: 'llama2' });
         assert.match(m.fingerprint, /^[0-9a-f]{64}$/);
         assert.deepEqual(m.trainable, { ok: true, reason: null });
@@ -155,7 +174,14 @@ describe('models.add errors (nothing is stored)', () => {
   it('a file that is not GGUF is INVALID_FILE naming the file and its magic bytes', async () => {
     const path = join(dir, 'notes.gguf');
     writeFileSync(path, 'hello world, not a model');
-    await rejects(client.call('models.add', { path }), 'INVALID_FILE', path, 'is not a GGUF file', '68656c6c', '"hell"');
+    await rejects(
+      client.call('models.add', { path }),
+      'INVALID_FILE',
+      path,
+      'is not a GGUF file',
+      '68656c6c',
+      '"hell"',
+    );
     const empty = join(dir, 'empty.gguf');
     writeFileSync(empty, '');
     await rejects(client.call('models.add', { path: empty }), 'INVALID_FILE', empty, 'empty');
@@ -169,7 +195,14 @@ describe('models.add errors (nothing is stored)', () => {
     const fd = openSync(path, 'r+');
     ftruncateSync(fd, cut);
     closeSync(fd);
-    await rejects(client.call('models.add', { path }), 'INVALID_FILE', path, 'truncated', `${tm.fileSize} bytes`, `${cut} bytes`);
+    await rejects(
+      client.call('models.add', { path }),
+      'INVALID_FILE',
+      path,
+      'truncated',
+      `${tm.fileSize} bytes`,
+      `${cut} bytes`,
+    );
   });
 
   it('a file cut inside its header is INVALID_FILE', async () => {
@@ -179,21 +212,41 @@ describe('models.add errors (nothing is stored)', () => {
     const fd = openSync(path, 'r+');
     ftruncateSync(fd, 200);
     closeSync(fd);
-    await rejects(client.call('models.add', { path }), 'INVALID_FILE', path, 'truncated', 'header', '200 bytes');
+    await rejects(
+      client.call('models.add', { path }),
+      'INVALID_FILE',
+      path,
+      'truncated',
+      'header',
+      '200 bytes',
+    );
   });
 
   it('gemma is UNSUPPORTED: GEGLU has no backward pass', async () => {
     const tm = await tinyModel({ arch: 'gemma' });
     const path = join(dir, 'gemma.gguf');
     copyFileSync(tm.path, path);
-    await rejects(client.call('models.add', { path }), 'UNSUPPORTED', path, 'architecture gemma', 'GEGLU');
+    await rejects(
+      client.call('models.add', { path }),
+      'UNSUPPORTED',
+      path,
+      'architecture gemma',
+      'GEGLU',
+    );
   });
 
   it('deepseek2 is UNSUPPORTED: mixture of experts (MUL_MAT_ID has no backward pass)', async () => {
     const tm = await tinyModel({ arch: 'deepseek2' });
     const path = join(dir, 'deepseek2.gguf');
     copyFileSync(tm.path, path);
-    await rejects(client.call('models.add', { path }), 'UNSUPPORTED', path, 'architecture deepseek2', 'mixture-of-experts', 'MUL_MAT_ID');
+    await rejects(
+      client.call('models.add', { path }),
+      'UNSUPPORTED',
+      path,
+      'architecture deepseek2',
+      'mixture-of-experts',
+      'MUL_MAT_ID',
+    );
   });
 });
 
@@ -205,7 +258,10 @@ describe('models library', () => {
     const { path, model } = await addCopy(tm.path, 'lib.gguf');
     const shown = await client.call('models.show', { id: model.id });
     assert.deepEqual(shown, model);
-    assert.deepEqual((await client.call('models.list', {})).map((m) => m.id), [model.id]);
+    assert.deepEqual(
+      (await client.call('models.list', {})).map((m) => m.id),
+      [model.id],
+    );
 
     renameSync(path, `${path}.moved`);
     assert.equal((await client.call('models.show', { id: model.id })).fileExists, false);

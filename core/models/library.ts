@@ -29,7 +29,10 @@ interface ModelRow {
 }
 
 /** The JSON document in `models.info`. */
-type StoredInfo = Omit<ModelInfo, 'id' | 'name' | 'path' | 'fingerprint' | 'fileSize' | 'addedAt' | 'fileExists'>;
+type StoredInfo = Omit<
+  ModelInfo,
+  'id' | 'name' | 'path' | 'fingerprint' | 'fileSize' | 'addedAt' | 'fileExists'
+>;
 
 function toModelInfo(row: ModelRow): ModelInfo {
   const info = JSON.parse(row.info) as StoredInfo;
@@ -67,12 +70,15 @@ export class ModelLibrary {
   ) {}
 
   list(): ModelInfo[] {
-    const rows = this.store.db.prepare('SELECT * FROM models ORDER BY added_at, id').all() as ModelRow[];
+    const rows = this.store.db
+      .prepare('SELECT * FROM models ORDER BY added_at, id')
+      .all() as ModelRow[];
     return rows.map(toModelInfo);
   }
 
   get(id: string): ModelInfo | null {
-    const row = this.store.db.prepare('SELECT * FROM models WHERE id = ?').get(id) as ModelRow | undefined;
+    const row = this.store.db.prepare('SELECT * FROM models WHERE id = ?').get(id) as
+      ModelRow | undefined;
     return row ? toModelInfo(row) : null;
   }
 
@@ -90,7 +96,8 @@ export class ModelLibrary {
       throw new OvernightError('UNSUPPORTED', `${path}: ${file.architectureRefusal}`);
     }
     const db = this.store.db;
-    const byPath = db.prepare('SELECT * FROM models WHERE path = ?').get(path) as ModelRow | undefined;
+    const byPath = db.prepare('SELECT * FROM models WHERE path = ?').get(path) as
+      ModelRow | undefined;
     if (byPath) {
       if (byPath.fingerprint === file.fingerprint) return toModelInfo(byPath);
       throw new OvernightError(
@@ -121,7 +128,15 @@ export class ModelLibrary {
     db.prepare(
       `INSERT INTO models (id, name, path, fingerprint, file_size, info, added_at)
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    ).run(id, displayName, path, file.fingerprint, file.fileSize, JSON.stringify(toStoredInfo(file)), new Date().toISOString());
+    ).run(
+      id,
+      displayName,
+      path,
+      file.fingerprint,
+      file.fileSize,
+      JSON.stringify(toStoredInfo(file)),
+      new Date().toISOString(),
+    );
     this.events.emit('models.changed', { ids: [id] });
     return this.require(id);
   }
@@ -133,7 +148,9 @@ export class ModelLibrary {
   }
 }
 
-export function modelsHandlers(library: ModelLibrary): Handlers<'models.add' | 'models.list' | 'models.show' | 'models.remove'> {
+export function modelsHandlers(
+  library: ModelLibrary,
+): Handlers<'models.add' | 'models.list' | 'models.show' | 'models.remove'> {
   return {
     'models.add': ({ path, name }) => library.add(path, name),
     'models.list': () => library.list(),

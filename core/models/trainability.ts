@@ -9,7 +9,16 @@
 export const TRAINABLE_ARCHITECTURES: readonly string[] = ['llama', 'mistral', 'qwen2', 'qwen3'];
 
 /** Tensor types the trainer can read (frozen base weights) and differentiate through. */
-export const TRAINABLE_TENSOR_TYPES: readonly string[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_K', 'Q5_K', 'Q6_K'];
+export const TRAINABLE_TENSOR_TYPES: readonly string[] = [
+  'F32',
+  'F16',
+  'BF16',
+  'Q8_0',
+  'Q4_0',
+  'Q4_K',
+  'Q5_K',
+  'Q6_K',
+];
 
 /** Architectures that are mixture-of-experts by design. */
 const MOE_ARCHITECTURES = new Set([
@@ -39,7 +48,9 @@ export interface ArchitectureFacts {
 /** Null when the architecture is trainable, else the reason (names the architecture and what is missing). */
 export function architectureRefusal(f: ArchitectureFacts): string | null {
   const arch = f.architecture;
-  const hasExpertTensors = f.tensorNames.some((n) => /_exps\b|_exps\./.test(n) || n.includes('.ffn_gate_inp.'));
+  const hasExpertTensors = f.tensorNames.some(
+    (n) => /_exps\b|_exps\./.test(n) || n.includes('.ffn_gate_inp.'),
+  );
   if (MOE_ARCHITECTURES.has(arch) || f.expertCount > 0 || hasExpertTensors) {
     return (
       `architecture ${arch} is a mixture-of-experts model, which the trainer does not support: ` +

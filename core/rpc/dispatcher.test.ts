@@ -26,13 +26,19 @@ function handlers(overrides: Partial<Handlers> = {}): Handlers {
 
 function setup(overrides: Partial<Handlers> = {}) {
   const internal: unknown[] = [];
-  const dispatcher = createDispatcher(handlers(overrides), { onInternalError: (_m, e) => internal.push(e) });
+  const dispatcher = createDispatcher(handlers(overrides), {
+    onInternalError: (_m, e) => internal.push(e),
+  });
   const events = createEventBus({ validate: true });
   const client = createInMemoryClient({ dispatcher, events });
   return { dispatcher, events, client, internal };
 }
 
-async function rejectsWith(p: Promise<unknown>, code: string, pattern: RegExp): Promise<OvernightError> {
+async function rejectsWith(
+  p: Promise<unknown>,
+  code: string,
+  pattern: RegExp,
+): Promise<OvernightError> {
   try {
     await p;
   } catch (err) {
@@ -52,10 +58,22 @@ describe('dispatcher', () => {
 
   it('rejects a bad payload with INVALID_INPUT naming the field and what was expected', async () => {
     const { client } = setup({ 'models.add': () => assert.fail('handler must not run') });
-    await rejectsWith(client.call('models.add', { path: 42 as never }), 'INVALID_INPUT', /^models\.add: path: expected string, received number$/);
-    await rejectsWith(client.call('models.add', {} as never), 'INVALID_INPUT', /path: expected string, received undefined/);
+    await rejectsWith(
+      client.call('models.add', { path: 42 as never }),
+      'INVALID_INPUT',
+      /^models\.add: path: expected string, received number$/,
+    );
+    await rejectsWith(
+      client.call('models.add', {} as never),
+      'INVALID_INPUT',
+      /path: expected string, received undefined/,
+    );
     await rejectsWith(client.call('models.add', { path: '' }), 'INVALID_INPUT', /path: .*>=1/);
-    await rejectsWith(client.call('models.show', null as never), 'INVALID_INPUT', /id: expected string/);
+    await rejectsWith(
+      client.call('models.show', null as never),
+      'INVALID_INPUT',
+      /id: expected string/,
+    );
   });
 
   it('passes validated (parsed) params to the handler', async () => {
@@ -73,7 +91,10 @@ describe('dispatcher', () => {
   it('answers UNKNOWN_METHOD for a method the contract does not have', async () => {
     const { dispatcher } = setup();
     const r = await dispatcher.dispatch('models.fly', {});
-    assert.deepEqual(r, { ok: false, error: { code: 'UNKNOWN_METHOD', message: 'unknown method "models.fly"' } });
+    assert.deepEqual(r, {
+      ok: false,
+      error: { code: 'UNKNOWN_METHOD', message: 'unknown method "models.fly"' },
+    });
     const proto = await dispatcher.dispatch('__proto__', {});
     assert.equal(proto.ok ? 'ok' : proto.error.code, 'UNKNOWN_METHOD');
   });
@@ -84,7 +105,11 @@ describe('dispatcher', () => {
         throw new OvernightError('NOT_FOUND', `no model with id "${id}"`);
       },
     });
-    await rejectsWith(client.call('models.show', { id: 'x' }), 'NOT_FOUND', /^no model with id "x"$/);
+    await rejectsWith(
+      client.call('models.show', { id: 'x' }),
+      'NOT_FOUND',
+      /^no model with id "x"$/,
+    );
   });
 
   it('reports any other throw as INTERNAL with the message only, never a stack', async () => {
@@ -102,13 +127,20 @@ describe('dispatcher', () => {
 
   it('reports a handler result that breaks the output schema as INTERNAL naming the field', async () => {
     const { client } = setup({ 'system.info': () => ({ ...fakeInfo, cpuCores: 'two' }) as never });
-    await rejectsWith(client.call('system.info', {}), 'INTERNAL', /system\.info returned an invalid result: cpuCores: expected number/);
+    await rejectsWith(
+      client.call('system.info', {}),
+      'INTERNAL',
+      /system\.info returned an invalid result: cpuCores: expected number/,
+    );
   });
 
   it('a domain without code yet answers UNSUPPORTED', async () => {
     const { dispatcher } = setup();
     const r = await dispatcher.dispatch('models.list', {});
-    assert.deepEqual(r, { ok: false, error: { code: 'UNSUPPORTED', message: 'models.list is not implemented yet' } });
+    assert.deepEqual(r, {
+      ok: false,
+      error: { code: 'UNSUPPORTED', message: 'models.list is not implemented yet' },
+    });
   });
 });
 
@@ -133,13 +165,18 @@ describe('event bus', () => {
     const events = createEventBus({ validate: true });
     assert.throws(
       () => events.emit('models.changed', { ids: 'a' } as never),
-      (e: unknown) => e instanceof OvernightError && /models\.changed has an invalid payload: ids: expected array/.test(e.message),
+      (e: unknown) =>
+        e instanceof OvernightError &&
+        /models\.changed has an invalid payload: ids: expected array/.test(e.message),
     );
   });
 
   it('a throwing listener does not break the emitter or other listeners', () => {
     const errors: unknown[] = [];
-    const events = createEventBus({ validate: true, onListenerError: (_e, err) => errors.push(err) });
+    const events = createEventBus({
+      validate: true,
+      onListenerError: (_e, err) => errors.push(err),
+    });
     const seen: unknown[] = [];
     events.subscribe('models.changed', () => {
       throw new Error('listener bug');

@@ -22,7 +22,11 @@ export interface Dispatcher {
   /** Untyped entry for transports: never throws. */
   dispatch(method: string, params: unknown, ctx?: CallContext): Promise<DispatchResult>;
   /** Typed entry for in-process callers (CLI, tests): throws OvernightError on failure. */
-  call<M extends MethodName>(method: M, params: MethodInput<M>, ctx?: CallContext): Promise<MethodOutput<M>>;
+  call<M extends MethodName>(
+    method: M,
+    params: MethodInput<M>,
+    ctx?: CallContext,
+  ): Promise<MethodOutput<M>>;
 }
 
 export interface DispatcherOptions {
@@ -40,7 +44,11 @@ const defaultCtx: CallContext = { transport: 'in-memory' };
 export function createDispatcher(handlers: Handlers, options: DispatcherOptions = {}): Dispatcher {
   const validateOutput = options.validateOutput ?? true;
 
-  async function dispatch(method: string, params: unknown, ctx: CallContext = defaultCtx): Promise<DispatchResult> {
+  async function dispatch(
+    method: string,
+    params: unknown,
+    ctx: CallContext = defaultCtx,
+  ): Promise<DispatchResult> {
     if (typeof method !== 'string' || !isMethodName(method)) {
       return {
         ok: false,

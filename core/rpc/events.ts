@@ -10,7 +10,10 @@ export type AnyEventListener = (event: EventName, data: unknown) => void;
 
 export interface EventBus {
   emit<E extends EventName>(event: E, payload: EventPayload<E>): void;
-  subscribe<E extends EventName>(event: E, listener: (payload: EventPayload<E>) => void): () => void;
+  subscribe<E extends EventName>(
+    event: E,
+    listener: (payload: EventPayload<E>) => void,
+  ): () => void;
   /** Every event (for transports). Returns the unsubscribe function. */
   subscribeAll(listener: AnyEventListener): () => void;
 }
@@ -30,7 +33,10 @@ export function createEventBus(options: EventBusOptions = {}): EventBus {
       if (validate) {
         const r = events[event].payload.safeParse(payload);
         if (!r.success) {
-          throw new OvernightError('INTERNAL', `event ${event} has an invalid payload: ${formatZodError(r.error, 'payload')}`);
+          throw new OvernightError(
+            'INTERNAL',
+            `event ${event} has an invalid payload: ${formatZodError(r.error, 'payload')}`,
+          );
         }
       }
       for (const l of [...listeners]) {

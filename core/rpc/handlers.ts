@@ -3,7 +3,12 @@
  * the engine spreads them into one `Handlers` (all methods), so TypeScript refuses to build
  * while any contract method lacks a handler.
  */
-import { OvernightError, type MethodName, type MethodOutput, type MethodParams } from '../../contract/index.ts';
+import {
+  OvernightError,
+  type MethodName,
+  type MethodOutput,
+  type MethodParams,
+} from '../../contract/index.ts';
 
 /** Who is calling; transports fill it in (for logs and, later, per-connection state). */
 export interface CallContext {

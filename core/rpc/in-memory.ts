@@ -12,7 +12,10 @@ export interface InMemoryClient extends RpcClient {
   close(): void;
 }
 
-export function createInMemoryClient(engine: { dispatcher: Dispatcher; events: EventBus }): InMemoryClient {
+export function createInMemoryClient(engine: {
+  dispatcher: Dispatcher;
+  events: EventBus;
+}): InMemoryClient {
   let open = true;
   const wire = createWireClient((text) => {
     if (!open) throw new OvernightError('INTERNAL', 'the in-memory client is closed');

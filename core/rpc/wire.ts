@@ -20,7 +20,11 @@ import type { Dispatcher } from './dispatcher.ts';
 import type { CallContext } from './handlers.ts';
 
 /** Server half: one request text in, one response text out (never throws). */
-export async function handleWireRequest(dispatcher: Dispatcher, text: string, ctx: CallContext): Promise<string> {
+export async function handleWireRequest(
+  dispatcher: Dispatcher,
+  text: string,
+  ctx: CallContext,
+): Promise<string> {
   let msg: unknown;
   try {
     msg = JSON.parse(text);
@@ -60,7 +64,10 @@ export interface WireClient {
 /** Client half: turns `call`/`on` into messages through `send`, and matches replies by id. */
 export function createWireClient(send: (text: string) => void): WireClient {
   let nextId = 1;
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  const pending = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: unknown) => void }
+  >();
   const handlers = new Map<string, Set<(payload: unknown) => void>>();
   let closedWith: OvernightError | null = null;
 
@@ -74,7 +81,11 @@ export function createWireClient(send: (text: string) => void): WireClient {
           send(JSON.stringify({ id, method, params }));
         } catch (err) {
           pending.delete(id);
-          reject(err instanceof OvernightError ? err : new OvernightError('INTERNAL', `could not send ${method}: ${String(err)}`));
+          reject(
+            err instanceof OvernightError
+              ? err
+              : new OvernightError('INTERNAL', `could not send ${method}: ${String(err)}`),
+          );
         }
       });
     },
@@ -109,7 +120,10 @@ export function createWireClient(send: (text: string) => void): WireClient {
         p.reject(
           isRpcErrorPayload(e)
             ? new OvernightError(e.code, e.message)
-            : new OvernightError('INTERNAL', `malformed error from the engine: ${JSON.stringify(e)}`),
+            : new OvernightError(
+                'INTERNAL',
+                `malformed error from the engine: ${JSON.stringify(e)}`,
+              ),
         );
       } else {
         p.resolve(msg.result);

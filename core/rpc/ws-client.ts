@@ -30,7 +30,8 @@ export function connectWsClient(target: string | WsConnectOptions): Promise<WsCl
   const origin = opts.origin ?? `http://${url.host}`;
   const ws = new WebSocket(url, { origin });
   const wire = createWireClient((text) => {
-    if (ws.readyState !== WebSocket.OPEN) throw new OvernightError('INTERNAL', 'the connection to the engine is closed');
+    if (ws.readyState !== WebSocket.OPEN)
+      throw new OvernightError('INTERNAL', 'the connection to the engine is closed');
     ws.send(text);
   });
   ws.on('message', (data) => wire.receive(data.toString()));
@@ -38,12 +39,21 @@ export function connectWsClient(target: string | WsConnectOptions): Promise<WsCl
   return new Promise((resolve, reject) => {
     ws.once('unexpected-response', (_req, res) => {
       const code = res.statusCode === 401 || res.statusCode === 403 ? 'UNAUTHORIZED' : 'INTERNAL';
-      reject(new OvernightError(code, `the server refused the connection: ${res.statusCode} ${res.statusMessage ?? ''}`.trim()));
+      reject(
+        new OvernightError(
+          code,
+          `the server refused the connection: ${res.statusCode} ${res.statusMessage ?? ''}`.trim(),
+        ),
+      );
       ws.terminate();
     });
-    ws.once('error', (err) => reject(new OvernightError('INTERNAL', `cannot connect to ${opts.url}: ${err.message}`)));
+    ws.once('error', (err) =>
+      reject(new OvernightError('INTERNAL', `cannot connect to ${opts.url}: ${err.message}`)),
+    );
     ws.once('open', () => {
-      ws.on('close', () => wire.failAll(new OvernightError('INTERNAL', 'the connection to the engine closed')));
+      ws.on('close', () =>
+        wire.failAll(new OvernightError('INTERNAL', 'the connection to the engine closed')),
+      );
       resolve({
         call: wire.client.call,
         on: wire.client.on,

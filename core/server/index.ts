@@ -58,7 +58,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   const csp = (req: IncomingMessage): string => {
     const reqHost = req.headers.host;
-    const h = reqHost && /^[\w.:[\]-]+$/.test(reqHost) && isKnownHost(reqHost, reqHost) ? reqHost : `${urlHost}:${port}`;
+    const h =
+      reqHost && /^[\w.:[\]-]+$/.test(reqHost) && isKnownHost(reqHost, reqHost)
+        ? reqHost
+        : `${urlHost}:${port}`;
     return contentSecurityPolicy([`ws://${h}`]);
   };
   const serveStatic = createStaticHandler(options.rendererDir ?? defaultRendererDir, csp);
@@ -74,7 +77,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'http://x');
-    if (url.pathname !== '/rpc') return reject(socket, 404, 'Not Found', 'no WebSocket endpoint here; use /rpc');
+    if (url.pathname !== '/rpc')
+      return reject(socket, 404, 'Not Found', 'no WebSocket endpoint here; use /rpc');
     const given = Buffer.from(url.searchParams.get('token') ?? '');
     if (given.length !== tokenBuf.length || !timingSafeEqual(given, tokenBuf)) {
       return reject(socket, 401, 'Unauthorized', 'missing or wrong token');
@@ -111,9 +115,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
     ws.on('message', (data, isBinary) => {
       if (isBinary) return;
-      void handleWireRequest(dispatcher, data.toString(), { transport: 'websocket' }).then((reply) => {
-        if (ws.readyState === WebSocket.OPEN) ws.send(reply);
-      });
+      void handleWireRequest(dispatcher, data.toString(), { transport: 'websocket' }).then(
+        (reply) => {
+          if (ws.readyState === WebSocket.OPEN) ws.send(reply);
+        },
+      );
     });
     ws.on('close', unsubscribe);
     ws.on('error', () => ws.terminate());
@@ -123,7 +129,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const onError = (err: NodeJS.ErrnoException): void => {
       http.off('listening', onListening);
       if (err.code === 'EADDRINUSE') {
-        rejectListen(new Error(`port ${port} on ${host} is already in use; pass --port 0 to pick a free one`));
+        rejectListen(
+          new Error(`port ${port} on ${host} is already in use; pass --port 0 to pick a free one`),
+        );
       } else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') {
         rejectListen(new Error(`cannot listen on ${host}: it is not an address of this machine`));
       } else {
@@ -139,7 +147,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     http.listen(port, host);
   });
   port = (http.address() as AddressInfo).port;
-  allowedHosts = new Set([`${urlHost}:${port}`, `localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`]);
+  allowedHosts = new Set([
+    `${urlHost}:${port}`,
+    `localhost:${port}`,
+    `127.0.0.1:${port}`,
+    `[::1]:${port}`,
+  ]);
 
   const pageHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : urlHost;
   let closing: Promise<void> | null = null;

@@ -56,20 +56,42 @@ export function contentSecurityPolicy(wsOrigins: readonly string[]): string {
 export function createStaticHandler(rendererDir: string, csp: (req: IncomingMessage) => string) {
   const root = resolve(rendererDir);
 
-  function send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
-    res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), ...SECURITY_HEADERS, ...extra });
+  function send(
+    res: ServerResponse,
+    status: number,
+    type: string,
+    body: string,
+    extra: Record<string, string> = {},
+  ): void {
+    res.writeHead(status, {
+      'Content-Type': type,
+      'Content-Length': Buffer.byteLength(body),
+      ...SECURITY_HEADERS,
+      ...extra,
+    });
     res.end(res.req.method === 'HEAD' ? undefined : body);
   }
 
-  async function serveFile(req: IncomingMessage, res: ServerResponse, file: string, size: number): Promise<void> {
+  async function serveFile(
+    req: IncomingMessage,
+    res: ServerResponse,
+    file: string,
+    size: number,
+  ): Promise<void> {
     const ext = extname(file).toLowerCase();
     const type = CONTENT_TYPES[ext] ?? 'application/octet-stream';
-    const headers: Record<string, string | number> = { 'Content-Type': type, 'Content-Length': size, ...SECURITY_HEADERS };
+    const headers: Record<string, string | number> = {
+      'Content-Type': type,
+      'Content-Length': size,
+      ...SECURITY_HEADERS,
+    };
     if (ext === '.html') {
       headers['Content-Security-Policy'] = csp(req);
       headers['Cache-Control'] = 'no-store';
     } else {
-      headers['Cache-Control'] = file.includes(`${sep}assets${sep}`) ? 'public, max-age=31536000, immutable' : 'no-cache';
+      headers['Cache-Control'] = file.includes(`${sep}assets${sep}`)
+        ? 'public, max-age=31536000, immutable'
+        : 'no-cache';
     }
     res.writeHead(200, headers);
     if (req.method === 'HEAD') return void res.end();
@@ -89,7 +111,9 @@ export function createStaticHandler(rendererDir: string, csp: (req: IncomingMess
 
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { Allow: 'GET, HEAD' });
+      return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', {
+        Allow: 'GET, HEAD',
+      });
     }
     let pathname: string;
     try {
@@ -97,12 +121,15 @@ export function createStaticHandler(rendererDir: string, csp: (req: IncomingMess
     } catch {
       return send(res, 400, 'text/plain; charset=utf-8', 'bad request\n');
     }
-    if (pathname.includes('\0')) return send(res, 400, 'text/plain; charset=utf-8', 'bad request\n');
+    if (pathname.includes('\0'))
+      return send(res, 400, 'text/plain; charset=utf-8', 'bad request\n');
 
     const index = join(root, 'index.html');
     const indexSize = await fileSize(index);
     if (indexSize === null) {
-      return send(res, 503, 'text/html; charset=utf-8', notBuiltPage(root), { 'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'" });
+      return send(res, 503, 'text/html; charset=utf-8', notBuiltPage(root), {
+        'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'",
+      });
     }
 
     const target = resolve(root, '.' + pathname);

@@ -37,7 +37,9 @@ describe('store', () => {
       assert.equal(store.version, migrations.length);
       assert.equal(store.db.pragma('journal_mode', { simple: true }), 'wal');
       assert.equal(store.db.pragma('foreign_keys', { simple: true }), 1);
-      const rows = store.db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all();
+      const rows = store.db
+        .prepare('SELECT version, name FROM schema_migrations ORDER BY version')
+        .all();
       assert.deepEqual(
         rows,
         migrations.map((m) => ({ version: m.version, name: m.name })),
@@ -67,7 +69,9 @@ describe('store', () => {
     openStore(dir).close();
     const again = openStore(dir);
     try {
-      const n = again.db.prepare('SELECT COUNT(*) AS n FROM schema_migrations').get() as { n: number };
+      const n = again.db.prepare('SELECT COUNT(*) AS n FROM schema_migrations').get() as {
+        n: number;
+      };
       assert.equal(n.n, migrations.length);
     } finally {
       again.close();
@@ -86,13 +90,16 @@ describe('store', () => {
     };
     assert.throws(
       () => openStore(dir, [...migrations, broken]),
-      (err: unknown) => err instanceof OvernightError && /migration \d+ \(broken\) failed/.test(err.message),
+      (err: unknown) =>
+        err instanceof OvernightError && /migration \d+ \(broken\) failed/.test(err.message),
     );
     const db = new Database(join(dir, DB_FILE_NAME));
     try {
       const t = db.prepare(`SELECT name FROM sqlite_master WHERE name = 'half'`).get();
       assert.equal(t, undefined);
-      const v = db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number };
+      const v = db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as {
+        v: number;
+      };
       assert.equal(v.v, migrations.length);
     } finally {
       db.close();
@@ -117,7 +124,10 @@ describe('store', () => {
     writeFileSync(join(dir, DB_FILE_NAME), 'hello, this is not sqlite at all'.repeat(100));
     assert.throws(
       () => openStore(dir),
-      (err: unknown) => err instanceof OvernightError && err.code === 'INVALID_FILE' && err.message.includes(DB_FILE_NAME),
+      (err: unknown) =>
+        err instanceof OvernightError &&
+        err.code === 'INVALID_FILE' &&
+        err.message.includes(DB_FILE_NAME),
     );
   });
 });

@@ -20,18 +20,27 @@ export interface Store {
   close(): void;
 }
 
-export function openStore(dataDir: string, migrations: readonly Migration[] = allMigrations): Store {
+export function openStore(
+  dataDir: string,
+  migrations: readonly Migration[] = allMigrations,
+): Store {
   mkdirSync(dataDir, { recursive: true });
   return openDatabase(join(dataDir, DB_FILE_NAME), migrations);
 }
 
-export function openDatabase(file: string, migrations: readonly Migration[] = allMigrations): Store {
+export function openDatabase(
+  file: string,
+  migrations: readonly Migration[] = allMigrations,
+): Store {
   checkMigrationList(migrations);
   let db: Database.Database;
   try {
     db = new Database(file);
   } catch (err) {
-    throw new OvernightError('INVALID_FILE', `cannot open the database ${file}: ${(err as Error).message}`);
+    throw new OvernightError(
+      'INVALID_FILE',
+      `cannot open the database ${file}: ${(err as Error).message}`,
+    );
   }
   try {
     db.pragma('busy_timeout = 5000');
@@ -61,7 +70,9 @@ export function openDatabase(file: string, migrations: readonly Migration[] = al
 function checkMigrationList(migrations: readonly Migration[]): void {
   migrations.forEach((m, i) => {
     if (m.version !== i + 1) {
-      throw new Error(`migration "${m.name}" has version ${m.version}; expected ${i + 1} (versions are 1, 2, 3, ... in order)`);
+      throw new Error(
+        `migration "${m.name}" has version ${m.version}; expected ${i + 1} (versions are 1, 2, 3, ... in order)`,
+      );
     }
   });
 }
@@ -73,7 +84,9 @@ function migrate(db: Database.Database, file: string, migrations: readonly Migra
     name       TEXT NOT NULL,
     applied_at TEXT NOT NULL
   )`);
-  const row = db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
+  const row = db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as {
+    v: number | null;
+  };
   const current = row.v ?? 0;
   const known = migrations.length;
   if (current > known) {
@@ -83,7 +96,9 @@ function migrate(db: Database.Database, file: string, migrations: readonly Migra
         `update Overnight, or use another --data-dir`,
     );
   }
-  const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+  const record = db.prepare(
+    'INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)',
+  );
   for (const m of migrations.slice(current)) {
     const apply = db.transaction(() => {
       m.up(db);

@@ -14,7 +14,9 @@ export async function getSystemInfo(deps: SystemDeps): Promise<SystemInfo> {
   const cpus = os.cpus();
   const { getLlamaGpuTypes } = await import('node-llama-cpp');
   const supported: unknown[] = await getLlamaGpuTypes('supported').catch(() => []);
-  const inferenceBackends = [...new Set([...supported.filter((g): g is string => typeof g === 'string'), 'cpu'])];
+  const inferenceBackends = [
+    ...new Set([...supported.filter((g): g is string => typeof g === 'string'), 'cpu']),
+  ];
 
   const gpus: SystemInfo['gpus'] = [];
   try {

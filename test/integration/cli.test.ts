@@ -47,12 +47,18 @@ describe('overnight CLI', () => {
 
     const list = overnight('--json', 'models', 'list', '--data-dir', dataDir);
     assert.equal(list.status, 0, list.stderr);
-    assert.deepEqual((JSON.parse(list.stdout) as { id: string }[]).map((x) => x.id), [m.id]);
+    assert.deepEqual(
+      (JSON.parse(list.stdout) as { id: string }[]).map((x) => x.id),
+      [m.id],
+    );
 
     const human = overnight('models', 'list', '--data-dir', dataDir);
     assert.equal(human.status, 0, human.stderr);
     assert.match(human.stdout, /^ID\s+NAME\s+ARCH\s+PARAMS\s+TYPE\s+SIZE/m);
-    assert.match(human.stdout, new RegExp(`${m.id}\\s+tiny\\s+llama\\s+\\d+(\\.\\d)?M\\s+Q4_K_M\\s+\\d+\\.\\d MB`));
+    assert.match(
+      human.stdout,
+      new RegExp(`${m.id}\\s+tiny\\s+llama\\s+\\d+(\\.\\d)?M\\s+Q4_K_M\\s+\\d+\\.\\d MB`),
+    );
 
     const show = overnight('models', 'show', m.id, '--data-dir', dataDir);
     assert.match(show.stdout, /^architecture\s+llama$/m);
@@ -70,9 +76,19 @@ describe('overnight CLI', () => {
     const r = overnight('models', 'add', file, '--data-dir', dataDir);
     assert.equal(r.status, 1);
     assert.equal(r.stdout, '');
-    assert.match(r.stderr, /^error: .*notes\.gguf is not a GGUF file \(magic bytes [0-9a-f]{8} \("plai"\), expected "GGUF"\)\n$/);
+    assert.match(
+      r.stderr,
+      /^error: .*notes\.gguf is not a GGUF file \(magic bytes [0-9a-f]{8} \("plai"\), expected "GGUF"\)\n$/,
+    );
 
-    const missing = overnight('models', 'add', join(dir, 'missing.gguf'), '--json', '--data-dir', dataDir);
+    const missing = overnight(
+      'models',
+      'add',
+      join(dir, 'missing.gguf'),
+      '--json',
+      '--data-dir',
+      dataDir,
+    );
     assert.equal(missing.status, 1);
     assert.match(missing.stderr, /^error: .*missing\.gguf does not exist\n$/);
   });
@@ -89,14 +105,22 @@ describe('overnight CLI', () => {
   it('system --json describes this machine', () => {
     const r = overnight('system', '--json', '--data-dir', dataDir);
     assert.equal(r.status, 0, r.stderr);
-    const s = JSON.parse(r.stdout) as { trainerBackends: string[]; inferenceBackends: string[]; dataDir: string };
+    const s = JSON.parse(r.stdout) as {
+      trainerBackends: string[];
+      inferenceBackends: string[];
+      dataDir: string;
+    };
     assert.ok(s.trainerBackends.includes('cpu'));
     assert.ok(s.inferenceBackends.includes('cpu'));
     assert.equal(s.dataDir, dataDir);
   });
 
   it('serve --port 0 prints the URL, serves, and stops on SIGTERM', async () => {
-    const child = spawn(process.execPath, [bin, 'serve', '--port', '0', '--json', '--data-dir', dataDir], { cwd: root });
+    const child = spawn(
+      process.execPath,
+      [bin, 'serve', '--port', '0', '--json', '--data-dir', dataDir],
+      { cwd: root },
+    );
     try {
       const line = await new Promise<string>((resolveLine, reject) => {
         let out = '';

@@ -21,7 +21,10 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'overnight-'));
   const renderer = join(dir, 'renderer');
   mkdirSync(join(renderer, 'assets'), { recursive: true });
-  writeFileSync(join(renderer, 'index.html'), '<!doctype html><title>Overnight</title><script src="/assets/app.js"></script>');
+  writeFileSync(
+    join(renderer, 'index.html'),
+    '<!doctype html><title>Overnight</title><script src="/assets/app.js"></script>',
+  );
   writeFileSync(join(renderer, 'assets', 'app.js'), 'console.log("hi")');
   writeFileSync(join(dir, 'secret.txt'), 'do not serve');
   engine = createEngine({ dataDir: join(dir, 'data') });
@@ -49,7 +52,13 @@ function upgradeStatus(query: string, origin?: string): Promise<number> {
   });
 }
 
-function get(path: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+function get(
+  path: string,
+): Promise<{
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port: server.port, path, method: 'GET' }, (res) => {
       let body = '';
@@ -66,13 +75,19 @@ describe('web server', () => {
   const origin = (): string => `http://127.0.0.1:${server.port}`;
 
   it('prints a page URL that carries the token in the fragment', () => {
-    assert.match(server.url, new RegExp(`^http://127\\.0\\.0\\.1:${server.port}/#token=[A-Za-z0-9_-]{32}$`));
+    assert.match(
+      server.url,
+      new RegExp(`^http://127\\.0\\.0\\.1:${server.port}/#token=[A-Za-z0-9_-]{32}$`),
+    );
     assert.equal(server.url.split('#token=')[1], server.token);
   });
 
   it('accepts the right token and Origin', async () => {
     assert.equal(await upgradeStatus(`?token=${server.token}`, origin()), 101);
-    assert.equal(await upgradeStatus(`?token=${server.token}`, `http://localhost:${server.port}`), 101);
+    assert.equal(
+      await upgradeStatus(`?token=${server.token}`, `http://localhost:${server.port}`),
+      101,
+    );
   });
 
   it('rejects a missing token with 401', async () => {
@@ -86,13 +101,22 @@ describe('web server', () => {
 
   it('rejects a wrong or missing Origin with 403', async () => {
     assert.equal(await upgradeStatus(`?token=${server.token}`, 'http://evil.example'), 403);
-    assert.equal(await upgradeStatus(`?token=${server.token}`, `http://127.0.0.1:${server.port + 1}`), 403);
-    assert.equal(await upgradeStatus(`?token=${server.token}`, `https://127.0.0.1:${server.port}`), 403);
+    assert.equal(
+      await upgradeStatus(`?token=${server.token}`, `http://127.0.0.1:${server.port + 1}`),
+      403,
+    );
+    assert.equal(
+      await upgradeStatus(`?token=${server.token}`, `https://127.0.0.1:${server.port}`),
+      403,
+    );
     assert.equal(await upgradeStatus(`?token=${server.token}`), 403);
   });
 
   it('the Node client reports a refused connection as UNAUTHORIZED', async () => {
-    await assert.rejects(connectWsClient({ url: server.wsUrl, token: 'wrong' }), (e: unknown) => e instanceof OvernightError && e.code === 'UNAUTHORIZED');
+    await assert.rejects(
+      connectWsClient({ url: server.wsUrl, token: 'wrong' }),
+      (e: unknown) => e instanceof OvernightError && e.code === 'UNAUTHORIZED',
+    );
   });
 
   it('answers an invalid payload with a typed INVALID_INPUT naming the field', async () => {
@@ -100,7 +124,10 @@ describe('web server', () => {
     try {
       await assert.rejects(
         client.call('models.add', { path: 42 as never }),
-        (e: unknown) => e instanceof OvernightError && e.code === 'INVALID_INPUT' && /path: expected string/.test(e.message),
+        (e: unknown) =>
+          e instanceof OvernightError &&
+          e.code === 'INVALID_INPUT' &&
+          /path: expected string/.test(e.message),
       );
       await assert.rejects(
         client.call('models.nope' as never, {} as never),
@@ -120,7 +147,10 @@ describe('web server', () => {
     ws.send(JSON.stringify({ id: 7, method: 'models.list', params: {} }));
     await new Promise((r) => setTimeout(r, 300));
     ws.close();
-    assert.deepEqual(replies[0], { id: 0, error: { code: 'INVALID_INPUT', message: 'message is not valid JSON' } });
+    assert.deepEqual(replies[0], {
+      id: 0,
+      error: { code: 'INVALID_INPUT', message: 'message is not valid JSON' },
+    });
     assert.deepEqual(replies[1], { id: 7, result: [] });
   });
 
@@ -138,7 +168,10 @@ describe('web server', () => {
       assert.equal(added.architecture, 'llama');
       assert.equal(added.fileType, 'Q4_0');
       const list = await b.call('models.list', {});
-      assert.deepEqual(list.map((m) => m.id), [added.id]);
+      assert.deepEqual(
+        list.map((m) => m.id),
+        [added.id],
+      );
       assert.deepEqual(await seenB, { ids: [added.id] });
       assert.deepEqual(seenA, [{ ids: [added.id] }]);
     } finally {
@@ -157,15 +190,29 @@ describe('web server', () => {
     const js = await get('/assets/app.js');
     assert.equal(js.status, 200);
     assert.equal(js.headers['content-type'], 'text/javascript; charset=utf-8');
-    assert.equal((await get('/some/route')).status, 200, 'client-side routes fall back to index.html');
+    assert.equal(
+      (await get('/some/route')).status,
+      200,
+      'client-side routes fall back to index.html',
+    );
     assert.equal((await get('/missing.js')).status, 404);
   });
 
   it('does not serve files outside the renderer folder', async () => {
-    for (const p of ['/../secret.txt', '/..%2fsecret.txt', '/%2e%2e/secret.txt', '/assets/..%2f..%2fsecret.txt']) {
+    for (const p of [
+      '/../secret.txt',
+      '/..%2fsecret.txt',
+      '/%2e%2e/secret.txt',
+      '/assets/..%2f..%2fsecret.txt',
+    ]) {
       const r = await get(p);
       assert.notEqual(r.body, 'do not serve', p);
-      assert.ok(r.status === 404 || r.status === 400 || (r.status === 200 && r.body.includes('<title>Overnight</title>')), `${p}: ${r.status}`);
+      assert.ok(
+        r.status === 404 ||
+          r.status === 400 ||
+          (r.status === 200 && r.body.includes('<title>Overnight</title>')),
+        `${p}: ${r.status}`,
+      );
     }
   });
 

@@ -14,7 +14,10 @@ export function describeModel(m: ModelInfo): string {
     ['name', m.name],
     ['path', m.path],
     ['architecture', m.architecture],
-    ['parameters', `${formatCount(m.parameterCount)} (${m.parameterCount.toLocaleString('en-US')})`],
+    [
+      'parameters',
+      `${formatCount(m.parameterCount)} (${m.parameterCount.toLocaleString('en-US')})`,
+    ],
     ['file type', m.fileType],
     ['tensor types', types],
     ['context length', String(m.contextLength)],

@@ -10,12 +10,21 @@ export const serveCommands: CliCommand[] = [
     async run(ctx, _args, values) {
       const port = values.port === undefined ? DEFAULT_PORT : Number(values.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
-        throw new UsageError(`--port: expected an integer from 0 to 65535, got "${String(values.port)}"`);
+        throw new UsageError(
+          `--port: expected an integer from 0 to 65535, got "${String(values.port)}"`,
+        );
       }
       const host = typeof values.host === 'string' ? values.host : DEFAULT_HOST;
       const server = await startServer({ engine: ctx.engine(), host, port });
       if (ctx.json) {
-        ctx.io.stdout(JSON.stringify({ url: server.url, token: server.token, host: server.host, port: server.port }) + '\n');
+        ctx.io.stdout(
+          JSON.stringify({
+            url: server.url,
+            token: server.token,
+            host: server.host,
+            port: server.port,
+          }) + '\n',
+        );
       } else {
         ctx.io.stdout(`Overnight is running at ${server.url}\n`);
         ctx.io.stdout(`Data: ${ctx.dataDir}\nPress Ctrl+C to stop.\n`);

@@ -18,12 +18,10 @@ export const systemCommands: CliCommand[] = [
           ['trainer backends', s.trainerBackends.join(', ')],
           ...(s.gpus.length === 0
             ? ([['gpus', 'none']] as [string, string][])
-            : s.gpus.map(
-                (g, i): [string, string] => [
-                  `gpu ${i}`,
-                  `${g.name} (${g.backend}), ${formatBytes(g.vramFree)} free of ${formatBytes(g.vramTotal)}`,
-                ],
-              )),
+            : s.gpus.map((g, i): [string, string] => [
+                `gpu ${i}`,
+                `${g.name} (${g.backend}), ${formatBytes(g.vramFree)} free of ${formatBytes(g.vramTotal)}`,
+              ])),
           ['data dir', s.dataDir],
         ]),
       );

@@ -3,7 +3,16 @@ import assert from 'node:assert/strict';
 import type { RunMetric } from '../../../../contract/index.ts';
 import { etaSeconds, mergeByStep, smooth, truncateAfter, xOf } from './series.ts';
 
-const m = (step: number, loss = step): RunMetric => ({ step, epoch: step / 10, loss, lr: 0, tokensPerSecond: 0, tokens: step * 100, memoryBytes: null, time: step * 1000 });
+const m = (step: number, loss = step): RunMetric => ({
+  step,
+  epoch: step / 10,
+  loss,
+  lr: 0,
+  tokensPerSecond: 0,
+  tokens: step * 100,
+  memoryBytes: null,
+  time: step * 1000,
+});
 const steps = (a: RunMetric[]) => a.map((x) => x.step);
 
 test('merging live events with a backfill keeps one point per step, in order', () => {
@@ -20,7 +29,10 @@ test('truncation drops the steps a resumed run repeats', () => {
 });
 
 test('smoothing is bias-corrected: a constant series stays constant', () => {
-  assert.deepEqual(smooth([2, 2, 2], 0.9).map((v) => +v.toFixed(9)), [2, 2, 2]);
+  assert.deepEqual(
+    smooth([2, 2, 2], 0.9).map((v) => +v.toFixed(9)),
+    [2, 2, 2],
+  );
   assert.deepEqual(smooth([1, 3], 0), [1, 3]);
   const s = smooth([0, 10], 0.5);
   assert.ok(s[1]! > 0 && s[1]! < 10);

@@ -64,7 +64,11 @@ export function xOf(m: RunMetric, axis: XAxis): number {
 }
 
 /** Seconds left from the pace of the last `window` steps; null before two points exist. */
-export function etaSeconds(metrics: readonly RunMetric[], totalSteps: number, window = 50): number | null {
+export function etaSeconds(
+  metrics: readonly RunMetric[],
+  totalSteps: number,
+  window = 50,
+): number | null {
   const last = metrics.at(-1);
   const first = metrics[Math.max(0, metrics.length - window)];
   if (!last || !first || last.step === first.step) return null;

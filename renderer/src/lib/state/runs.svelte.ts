@@ -111,12 +111,18 @@ export class LiveRun {
         if (p.id === id) this.metrics = mergeByStep(this.metrics, p.metrics);
       }),
       c.on('runs.eval', (p) => {
-        if (p.id === id) this.evals = [...this.evals.filter((e) => e.step !== p.step), p].sort((a, b) => a.step - b.step);
+        if (p.id === id)
+          this.evals = [...this.evals.filter((e) => e.step !== p.step), p].sort(
+            (a, b) => a.step - b.step,
+          );
       }),
       c.on('runs.probe', (p) => {
         if (p.id !== id) return;
         const keys = new Set(p.probes.map((x) => `${x.step}:${x.index}`));
-        this.probes = [...this.probes.filter((x) => !keys.has(`${x.step}:${x.index}`)), ...p.probes];
+        this.probes = [
+          ...this.probes.filter((x) => !keys.has(`${x.step}:${x.index}`)),
+          ...p.probes,
+        ];
       }),
       c.on('runs.checkpoint', (p) => {
         if (p.id === id) void this.#loadDetail();
@@ -148,7 +154,11 @@ export class LiveRun {
       const page = 5000;
       let from = 0;
       for (;;) {
-        const batch = await this.#runs.client.call('runs.metrics', { id: this.id, fromStep: from, toStep: from + page - 1 });
+        const batch = await this.#runs.client.call('runs.metrics', {
+          id: this.id,
+          fromStep: from,
+          toStep: from + page - 1,
+        });
         this.metrics = mergeByStep(batch, this.metrics);
         if (!this.run || from + page > this.run.step) break;
         from += page;
@@ -172,23 +182,27 @@ export class LiveRun {
 /** The New-run form: presets, every field, validation and the estimate before start. */
 export class NewRunForm {
   config: RunConfigInput = $state({ model: '', dataset: '', preset: 'balanced' });
-  presets: { id: string; label: string; explain: string; config: Partial<RunConfig> }[] = $state.raw([]);
+  presets: { id: string; label: string; explain: string; config: Partial<RunConfig> }[] =
+    $state.raw([]);
   estimate: RunEstimate | null = $state.raw(null);
   problems: string[] = $state.raw([]);
   busy: 'estimate' | 'calibrate' | 'create' | null = $state(null);
   error: string | null = $state(null);
   readonly #runs: RunsState;
 
-  constructor(runs: RunsState, from?: RunConfig) {
+  /** Starts from the config of run `cloneId`, else from the last run's config, else Balanced. */
+  constructor(runs: RunsState, cloneId?: string) {
     this.#runs = runs;
-    void this.#init(from);
+    void this.#init(cloneId);
   }
 
-  async #init(from?: RunConfig): Promise<void> {
+  async #init(cloneId?: string): Promise<void> {
     const c = this.#runs.client;
     try {
       this.presets = await c.call('runs.presets', {});
-      const start = from ?? (await c.call('runs.lastConfig', {}));
+      const start = cloneId
+        ? await c.call('runs.clone', { id: cloneId })
+        : await c.call('runs.lastConfig', {});
       if (start) this.config = { ...schemaDefaults, ...start };
       else this.applyPreset('balanced');
     } catch (err) {
@@ -199,13 +213,21 @@ export class NewRunForm {
   applyPreset(id: string): void {
     const p = this.presets.find((x) => x.id === id);
     if (!p) return;
-    const keep = { model: this.config.model, dataset: this.config.dataset, probePrompts: this.config.probePrompts };
+    const keep = {
+      model: this.config.model,
+      dataset: this.config.dataset,
+      probePrompts: this.config.probePrompts,
+    };
     this.config = { ...schemaDefaults, ...p.config, ...keep, preset: p.id as RunConfig['preset'] };
     this.estimate = null;
   }
 
   set<K extends keyof RunConfigInput>(key: K, value: RunConfigInput[K]): void {
-    this.config = { ...this.config, [key]: value, preset: key === 'preset' ? (value as RunConfig['preset']) : 'custom' };
+    this.config = {
+      ...this.config,
+      [key]: value,
+      preset: key === 'preset' ? (value as RunConfig['preset']) : 'custom',
+    };
     this.estimate = null;
   }
 
@@ -213,10 +235,15 @@ export class NewRunForm {
     this.busy = calibrate ? 'calibrate' : 'estimate';
     this.error = null;
     try {
-      const v = await this.#runs.client.call('runs.validate', { config: $state.snapshot(this.config) });
+      const v = await this.#runs.client.call('runs.validate', {
+        config: $state.snapshot(this.config),
+      });
       this.problems = v.problems;
       if (v.problems.length === 0) {
-        this.estimate = await this.#runs.client.call('runs.estimate', { config: $state.snapshot(this.config), calibrate });
+        this.estimate = await this.#runs.client.call('runs.estimate', {
+          config: $state.snapshot(this.config),
+          calibrate,
+        });
       }
     } catch (err) {
       this.error = errorMessage(err);
@@ -230,7 +257,10 @@ export class NewRunForm {
     this.busy = 'create';
     this.error = null;
     try {
-      return await this.#runs.client.call('runs.create', { config: $state.snapshot(this.config), ...(name ? { name } : {}) });
+      return await this.#runs.client.call('runs.create', {
+        config: $state.snapshot(this.config),
+        ...(name ? { name } : {}),
+      });
     } catch (err) {
       this.error = errorMessage(err);
       return null;
