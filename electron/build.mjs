@@ -9,15 +9,43 @@
 //                                            method and event names are read from contract/ at
 //                                            build time and inlined (__CONTRACT_NAMES__), so the
 //                                            preload carries no schemas (a few KB, not zod).
+//
+// import.meta.url: engine modules find files relative to themselves (core/version.ts reads
+// ../package.json; native/ts/binding.ts loads ../build/Release/overnight_native.node). Bundled,
+// they would all share main.js's URL, so the `keepModuleUrls` plugin rewrites each module's
+// `import.meta.url` to its source file's URL, derived from main.js's at run time. The packaged
+// app keeps those targets (package.json, native/build/Release/*.node) at the same relative places.
+//
 // Usage: `node electron/build.mjs` or `import { buildElectron } from './electron/build.mjs'`.
 import { build } from 'esbuild';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 // Electron 45 runs Node 22 and Chromium 140.
 const nodeTarget = 'node22';
+
+const outDir = join(root, 'dist', 'electron');
+
+/** Rewrites `import.meta.url` in our non-electron sources to the source file's own URL. */
+const keepModuleUrls = {
+  name: 'keep-module-urls',
+  setup(b) {
+    b.onLoad({ filter: /\.(ts|mts|js|mjs)$/ }, async (args) => {
+      const rel = relative(root, args.path);
+      if (rel.startsWith('..') || rel.startsWith('node_modules') || rel.startsWith('electron')) return undefined;
+      const source = await readFile(args.path, 'utf8');
+      if (!source.includes('import.meta.url')) return undefined;
+      const fromOut = relative(outDir, args.path).split(sep).join('/');
+      const own = `new URL(${JSON.stringify(fromOut)}, import.meta.url).href`;
+      return {
+        contents: source.replaceAll('import.meta.url', own),
+        loader: args.path.endsWith('ts') ? 'ts' : 'js',
+      };
+    });
+  },
+};
 
 /** Method and event names of the contract, by bundling and importing contract/index.ts. */
 async function contractNames() {
@@ -64,6 +92,7 @@ export async function buildElectron({ minify = false } = {}) {
       format: 'esm',
       target: nodeTarget,
       packages: 'external',
+      plugins: [keepModuleUrls],
       // Bundled ESM has no require(); some dependencies' CJS interop expects one.
       banner: {
         js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
