@@ -34,7 +34,8 @@ const keepModuleUrls = {
   setup(b) {
     b.onLoad({ filter: /\.(ts|mts|js|mjs)$/ }, async (args) => {
       const rel = relative(root, args.path);
-      if (rel.startsWith('..') || rel.startsWith('node_modules') || rel.startsWith('electron')) return undefined;
+      if (rel.startsWith('..') || rel.startsWith('node_modules') || rel.startsWith('electron'))
+        return undefined;
       const source = await readFile(args.path, 'utf8');
       if (!source.includes('import.meta.url')) return undefined;
       const fromOut = relative(outDir, args.path).split(sep).join('/');
