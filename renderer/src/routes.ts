@@ -5,6 +5,7 @@
 import type { Component } from 'svelte';
 import type { IconName } from './components/icons.ts';
 import ModelsPage from './pages/ModelsPage.svelte';
+import RunsPage from './pages/RunsPage.svelte';
 import SystemPage from './pages/SystemPage.svelte';
 
 export interface PageProps {
@@ -21,6 +22,7 @@ export interface Route {
 
 export const routes: Route[] = [
   { id: 'models', label: 'Models', icon: 'cube', component: ModelsPage },
+  { id: 'runs', label: 'Runs', icon: 'chart', component: RunsPage },
   { id: 'system', label: 'System', icon: 'chip', component: SystemPage },
 ];
 

@@ -14,6 +14,7 @@ export const icons = {
   file: 'M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8l-5-5Zm0 0v5h5',
   lock: 'M7 11V8a5 5 0 0 1 10 0v3M6 11h12a1 1 0 0 1 1 1v8a1 1 0 0 1-1 1H6a1 1 0 0 1-1-1v-8a1 1 0 0 1 1-1Z',
   chevron: 'm9 6 6 6-6 6',
+  chart: 'M4 20h16M5 16l4-5 4 3 6-8',
 } as const;
 
 export type IconName = keyof typeof icons;

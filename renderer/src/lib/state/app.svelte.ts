@@ -3,6 +3,7 @@ import { getContext, setContext } from 'svelte';
 import { ConnectionState } from './connection.svelte.ts';
 import { ModelsState } from './models.svelte.ts';
 import { Router } from './router.svelte.ts';
+import { RunsState } from './runs.svelte.ts';
 import { SystemState } from './system.svelte.ts';
 
 export class AppState {
@@ -10,6 +11,7 @@ export class AppState {
   readonly router = new Router();
   readonly models = new ModelsState(this.connection);
   readonly system = new SystemState(this.connection);
+  readonly runs = new RunsState(this.connection);
 }
 
 const key = Symbol('app');

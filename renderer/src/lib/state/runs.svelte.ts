@@ -118,11 +118,9 @@ export class LiveRun {
       }),
       c.on('runs.probe', (p) => {
         if (p.id !== id) return;
-        const keys = new Set(p.probes.map((x) => `${x.step}:${x.index}`));
-        this.probes = [
-          ...this.probes.filter((x) => !keys.has(`${x.step}:${x.index}`)),
-          ...p.probes,
-        ];
+        const fresh = (x: RunProbe) =>
+          p.probes.some((y) => y.step === x.step && y.index === x.index);
+        this.probes = [...this.probes.filter((x) => !fresh(x)), ...p.probes];
       }),
       c.on('runs.checkpoint', (p) => {
         if (p.id === id) void this.#loadDetail();
