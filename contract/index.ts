@@ -6,12 +6,14 @@
  * and spread them below.
  */
 import type { z } from 'zod';
+import { datasetsEvents, datasetsMethods } from './datasets.ts';
 import { modelsEvents, modelsMethods } from './models.ts';
 import { runsEvents, runsMethods } from './runs.ts';
 import { systemMethods } from './system.ts';
 
 export * from './errors.ts';
 export * from './define.ts';
+export * from './datasets.ts';
 export * from './models.ts';
 export * from './runs.ts';
 export * from './system.ts';
@@ -20,11 +22,13 @@ export const methods = {
   ...modelsMethods,
   ...systemMethods,
   ...runsMethods,
+  ...datasetsMethods,
 } as const;
 
 export const events = {
   ...modelsEvents,
   ...runsEvents,
+  ...datasetsEvents,
 } as const;
 
 export type Methods = typeof methods;
