@@ -6,7 +6,6 @@ import type { Migration } from '../migration.ts';
 import { migration as m001 } from './001-models.ts';
 import { migration as m002 } from './002-runs.ts';
 import { migration as m003 } from './003-datasets.ts';
-import { migration as m003 } from './003-datasets.ts';
 
 // One line per migration, so adding one is a one-line change:
 // prettier-ignore
