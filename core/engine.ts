@@ -10,7 +10,6 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { runsMethods } from '../contract/index.ts';
 import { DatasetLibrary, datasetsHandlers } from './datasets/library.ts';
-import { DatasetLibrary, datasetsHandlers } from './datasets/library.ts';
 import { ModelLibrary, modelsHandlers } from './models/library.ts';
 import { createDispatcher, type Dispatcher } from './rpc/dispatcher.ts';
 import { createEventBus, type EventBus } from './rpc/events.ts';
@@ -42,18 +41,10 @@ export function createEngine(options: EngineOptions): Engine {
   const store = openStore(dataDir);
   const events = createEventBus();
   const models = new ModelLibrary(store, events);
-  const datasets = new DatasetLibrary({
-    store,
-    events,
-    dataDir,
-    model: (id) => models.require(id),
-    llama: getSharedLlama,
-  });
   const datasets = new DatasetLibrary({ store, events, dataDir, model: (id) => models.require(id), llama: getSharedLlama });
 
   const handlers: Handlers = {
     ...modelsHandlers(models),
-    ...datasetsHandlers(datasets),
     ...datasetsHandlers(datasets),
     ...systemHandlers({ dataDir, appVersion: appVersion() }),
     ...notImplemented(runsMethods),
