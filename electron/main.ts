@@ -33,6 +33,8 @@ import { createEngine, type Engine } from '../core/engine.ts';
 const here = fileURLToPath(new URL('.', import.meta.url));
 const preloadPath = join(here, 'preload.cjs');
 const rendererIndex = join(here, '..', 'renderer', 'index.html');
+/** Window icon for Linux (macOS and Windows take it from the packaged app). */
+const windowIcon = join(here, '..', '..', 'resources', 'icons', '512x512.png');
 /** `OVERNIGHT_DEV_URL=http://127.0.0.1:5173/` loads the Vite dev server instead of the build. */
 const devUrl = process.env.OVERNIGHT_DEV_URL ? new URL(process.env.OVERNIGHT_DEV_URL) : null;
 
@@ -169,6 +171,7 @@ function createWindow(): BrowserWindow {
     title: 'Overnight',
     backgroundColor: '#0d1016', // --bg in renderer/src/app.css: no white flash before first paint
     show: false,
+    ...(process.platform === 'linux' ? { icon: windowIcon } : {}),
     webPreferences: {
       preload: preloadPath,
       contextIsolation: true,

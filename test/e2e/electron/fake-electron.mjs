@@ -115,4 +115,31 @@ export const shell = {
   },
 };
 
-export default { app, BrowserWindow, dialog, ipcMain, session, shell };
+export const powerSaveBlocker = {
+  active: new Set(),
+  next: 1,
+  start() {
+    const id = this.next++;
+    this.active.add(id);
+    return id;
+  },
+  stop(id) {
+    this.active.delete(id);
+  },
+  isStarted(id) {
+    return this.active.has(id);
+  },
+};
+
+export class Notification {
+  static isSupported() {
+    return false;
+  }
+  constructor(options) {
+    this.options = options;
+  }
+  show() {}
+  on() {}
+}
+
+export default { app, BrowserWindow, dialog, ipcMain, Notification, powerSaveBlocker, session, shell };
