@@ -24,7 +24,7 @@ function findTests(dir, out = []) {
 
 const tiers = {
   unit: () => [
-    ...['contract', 'core', 'native/ts', 'test/unit', 'renderer/src/lib'].flatMap((d) => findTests(join(root, d))),
+    ...['contract', 'core', 'native/ts', 'test/unit', 'test/fixtures', 'renderer/src/lib'].flatMap((d) => findTests(join(root, d))),
   ],
   native: () => findTests(join(root, 'test/native')),
   integration: () => findTests(join(root, 'test/integration')),
