@@ -1,7 +1,8 @@
 /** Every CLI command. A new domain adds its `<domain>Commands` array here (one line). */
 import type { CliCommand } from '../command.ts';
+import { datasetsCommands } from './datasets.ts';
 import { modelsCommands } from './models.ts';
 import { serveCommands } from './serve.ts';
 import { systemCommands } from './system.ts';
 
-export const commands: CliCommand[] = [...serveCommands, ...modelsCommands, ...systemCommands];
+export const commands: CliCommand[] = [...serveCommands, ...modelsCommands, ...datasetsCommands, ...systemCommands];
