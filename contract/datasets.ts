@@ -51,7 +51,12 @@ export type DatasetProblem = z.infer<typeof datasetProblemSchema>;
 export const problemReportSchema = z.object({
   items: z.array(datasetProblemSchema),
   summary: z.array(
-    z.object({ code: z.string(), severity: z.enum(['error', 'warning']), count: z.number().int(), firstLine: z.number().int() }),
+    z.object({
+      code: z.string(),
+      severity: z.enum(['error', 'warning']),
+      count: z.number().int(),
+      firstLine: z.number().int(),
+    }),
   ),
   errors: z.number().int(),
   warnings: z.number().int(),
@@ -59,7 +64,10 @@ export const problemReportSchema = z.object({
 });
 export type ProblemReportPayload = z.infer<typeof problemReportSchema>;
 
-export const messageSchema = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
+export const messageSchema = z.object({
+  role: z.enum(['system', 'user', 'assistant']),
+  content: z.string(),
+});
 export const normalizedRecordSchema = z.union([
   z.object({ messages: z.array(messageSchema) }),
   z.object({ text: z.string() }),
@@ -71,7 +79,11 @@ export const recordStatsSchema = z.object({
   conversations: z.number().int(),
   textRecords: z.number().int(),
   messages: z.number().int(),
-  roles: z.object({ system: z.number().int(), user: z.number().int(), assistant: z.number().int() }),
+  roles: z.object({
+    system: z.number().int(),
+    user: z.number().int(),
+    assistant: z.number().int(),
+  }),
   chars: z.number().int(),
 });
 
@@ -95,7 +107,13 @@ export const inspectResultSchema = z.object({
   size: z.number().int(),
   kind: datasetFileKindSchema,
   detection: detectionSchema,
-  preview: z.array(z.object({ line: z.number().int(), source: z.unknown(), record: normalizedRecordSchema.nullable() })),
+  preview: z.array(
+    z.object({
+      line: z.number().int(),
+      source: z.unknown(),
+      record: normalizedRecordSchema.nullable(),
+    }),
+  ),
   problems: problemReportSchema,
   counts: scanCountsSchema,
   stats: recordStatsSchema,
@@ -131,7 +149,10 @@ const sourceInput = {
   mapping: fieldMappingSchema.optional(),
 };
 
-export const histogramSchema = z.object({ edges: z.array(z.number().int()), counts: z.array(z.number().int()) });
+export const histogramSchema = z.object({
+  edges: z.array(z.number().int()),
+  counts: z.array(z.number().int()),
+});
 
 export const tokenStatsSchema = z.object({
   datasetId: datasetIdSchema,
@@ -179,20 +200,37 @@ export const datasetsMethods = {
       acceptProblems: z.boolean().default(false),
     }),
     z.discriminatedUnion('status', [
-      z.object({ status: z.literal('imported'), dataset: datasetInfoSchema, problems: problemReportSchema, existing: z.boolean() }),
-      z.object({ status: z.literal('needs_confirmation'), problems: problemReportSchema, counts: scanCountsSchema }),
+      z.object({
+        status: z.literal('imported'),
+        dataset: datasetInfoSchema,
+        problems: problemReportSchema,
+        existing: z.boolean(),
+      }),
+      z.object({
+        status: z.literal('needs_confirmation'),
+        problems: problemReportSchema,
+        counts: scanCountsSchema,
+      }),
     ]),
     'Import a dataset file; with errors, answers needs_confirmation unless acceptProblems.',
   ),
   'datasets.list': method(z.object({}), z.array(datasetInfoSchema), 'List the imported datasets.'),
-  'datasets.show': method(z.object({ id: datasetIdSchema }), datasetInfoSchema, 'Show one dataset.'),
+  'datasets.show': method(
+    z.object({ id: datasetIdSchema }),
+    datasetInfoSchema,
+    'Show one dataset.',
+  ),
   'datasets.remove': method(
     z.object({ id: datasetIdSchema }),
     z.object({ removed: z.boolean() }),
     'Remove a dataset (its stored records; the source file is kept).',
   ),
   'datasets.records': method(
-    z.object({ id: datasetIdSchema, offset: z.number().int().nonnegative().default(0), limit: z.number().int().min(1).max(200).default(20) }),
+    z.object({
+      id: datasetIdSchema,
+      offset: z.number().int().nonnegative().default(0),
+      limit: z.number().int().min(1).max(200).default(20),
+    }),
     z.object({ total: z.number().int(), records: z.array(normalizedRecordSchema) }),
     'Read normalised records of a dataset.',
   ),
@@ -200,7 +238,12 @@ export const datasetsMethods = {
     z.object({
       id: datasetIdSchema,
       modelId: z.string().min(1),
-      seqLen: z.number().int().min(16).max(1 << 20).default(2048),
+      seqLen: z
+        .number()
+        .int()
+        .min(16)
+        .max(1 << 20)
+        .default(2048),
       mask: maskModeSchema.default('assistant'),
     }),
     tokenStatsSchema,
@@ -228,8 +271,17 @@ export const datasetsMethods = {
 
 export const datasetsEvents = {
   'datasets.importProgress': event(
-    z.object({ path: z.string(), file: z.string(), bytesRead: z.number().int(), totalBytes: z.number().int(), records: z.number().int() }),
+    z.object({
+      path: z.string(),
+      file: z.string(),
+      bytesRead: z.number().int(),
+      totalBytes: z.number().int(),
+      records: z.number().int(),
+    }),
     'Bytes read and records accepted so far while inspecting or importing a file.',
   ),
-  'datasets.changed': event(z.object({ ids: z.array(datasetIdSchema) }), 'The dataset list changed.'),
+  'datasets.changed': event(
+    z.object({ ids: z.array(datasetIdSchema) }),
+    'The dataset list changed.',
+  ),
 } as const;

@@ -81,7 +81,12 @@ export async function* readCsv(path: string, opts: CsvOptions): AsyncGenerator<C
     quoteProblem = null;
     if (oversize) {
       oversize = false;
-      return { line: at, error: 'line_too_long', expected: `a record of at most ${opts.maxRecordBytes} bytes`, found: 'a longer record' };
+      return {
+        line: at,
+        error: 'line_too_long',
+        expected: `a record of at most ${opts.maxRecordBytes} bytes`,
+        found: 'a longer record',
+      };
     }
     if (ends.length === 1 && totalLen === 0) return null; // blank line
     const fields: string[] = [];
@@ -89,12 +94,23 @@ export async function* readCsv(path: string, opts: CsvOptions): AsyncGenerator<C
     for (const end of ends) {
       const d = decodeUtf8(buf.subarray(start, end));
       if ('error' in d) {
-        return { line: at, error: 'invalid_utf8', expected: 'UTF-8 text', found: `${d.error.replace(' of the line', ` of field ${fields.length + 1}`)}` };
+        return {
+          line: at,
+          error: 'invalid_utf8',
+          expected: 'UTF-8 text',
+          found: `${d.error.replace(' of the line', ` of field ${fields.length + 1}`)}`,
+        };
       }
       fields.push(d.text);
       start = end;
     }
-    if (qp) return { line: at, error: 'csv_quote', expected: 'a delimiter or end of line after a closing quote', found: qp };
+    if (qp)
+      return {
+        line: at,
+        error: 'csv_quote',
+        expected: 'a delimiter or end of line after a closing quote',
+        found: qp,
+      };
     if (header === null) {
       header = fields;
       return null;
@@ -119,7 +135,8 @@ export async function* readCsv(path: string, opts: CsvOptions): AsyncGenerator<C
       bytesRead += chunk.length;
       if (first) {
         first = false;
-        if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) chunk = chunk.subarray(3);
+        if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf)
+          chunk = chunk.subarray(3);
       }
       const out: CsvItem[] = [];
       for (let i = 0; i < chunk.length; i++) {
@@ -190,7 +207,12 @@ export async function* readCsv(path: string, opts: CsvOptions): AsyncGenerator<C
       if (item) yield item;
     }
     if (header === null) {
-      yield { line: 1, error: 'empty_file', expected: 'a header row and at least one record', found: 'no rows' };
+      yield {
+        line: 1,
+        error: 'empty_file',
+        expected: 'a header row and at least one record',
+        found: 'no rows',
+      };
     }
   } finally {
     stream.destroy();

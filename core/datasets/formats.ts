@@ -3,7 +3,15 @@
  * source row into a record `{ messages }` or `{ text }` with every problem it has. Pure
  * functions over JSON values; the file readers and the import pipeline sit around them.
  */
-import type { DatasetFormat, FieldMapping, FileKind, Message, NormalizedRecord, Problem, Role } from './types.ts';
+import type {
+  DatasetFormat,
+  FieldMapping,
+  FileKind,
+  Message,
+  NormalizedRecord,
+  Problem,
+  Role,
+} from './types.ts';
 
 type RowProblem = Omit<Problem, 'file' | 'line'>;
 
@@ -27,7 +35,13 @@ const aliases: Record<keyof FieldMapping, string[]> = {
 /** Role names each conversation format accepts, mapped to ours. */
 const roleNames: Record<'openai' | 'sharegpt', Record<string, Role>> = {
   openai: { system: 'system', user: 'user', assistant: 'assistant' },
-  sharegpt: { system: 'system', human: 'user', gpt: 'assistant', user: 'user', assistant: 'assistant' },
+  sharegpt: {
+    system: 'system',
+    human: 'user',
+    gpt: 'assistant',
+    user: 'user',
+    assistant: 'assistant',
+  },
 };
 
 export const formatLabels: Record<DatasetFormat, string> = {
@@ -46,7 +60,10 @@ function isObj(v: unknown): v is Record<string, unknown> {
 export function describe(v: unknown): string {
   if (v === undefined) return 'nothing (missing)';
   if (v === null) return 'null';
-  if (typeof v === 'string') return v === '' ? 'an empty string' : `a string ("${v.length > 40 ? v.slice(0, 40) + '…' : v}")`;
+  if (typeof v === 'string')
+    return v === ''
+      ? 'an empty string'
+      : `a string ("${v.length > 40 ? v.slice(0, 40) + '…' : v}")`;
   if (typeof v === 'number' || typeof v === 'boolean') return `a ${typeof v} (${String(v)})`;
   if (Array.isArray(v)) return `an array of ${v.length}`;
   if (isObj(v)) {
@@ -54,12 +71,6 @@ export function describe(v: unknown): string {
     return `an object with keys ${keys.slice(0, 6).join(', ')}${keys.length > 6 ? ', …' : ''}`;
   }
   return typeof v;
-}
-
-function pick(row: Record<string, unknown>, key: keyof FieldMapping, mapping: FieldMapping): string | undefined {
-  const m = mapping[key];
-  if (m !== undefined) return m;
-  return aliases[key].find((k) => k in row);
 }
 
 /** A CSV / Parquet cell may hold a JSON array as text; read it as the array. */
@@ -74,7 +85,10 @@ function maybeJsonArray(v: unknown): unknown {
   return v;
 }
 
-function conversationItemKeys(row: Record<string, unknown>, listKey: string | undefined): { roleKey?: string; contentKey?: string } {
+function conversationItemKeys(
+  row: Record<string, unknown>,
+  listKey: string | undefined,
+): { roleKey?: string; contentKey?: string } {
   if (!listKey) return {};
   const list = maybeJsonArray(row[listKey]);
   if (!Array.isArray(list)) return {};
@@ -89,14 +103,17 @@ function conversationItemKeys(row: Record<string, unknown>, listKey: string | un
 /** Which format one row looks like, or null. */
 export function rowFormat(row: unknown): DatasetFormat | null {
   if (!isObj(row)) return null;
-  const convKey = ['messages', 'conversations', 'conversation', 'chat'].find((k) => Array.isArray(maybeJsonArray(row[k])));
+  const convKey = ['messages', 'conversations', 'conversation', 'chat'].find((k) =>
+    Array.isArray(maybeJsonArray(row[k])),
+  );
   if (convKey) {
     const { roleKey } = conversationItemKeys(row, convKey);
     if (roleKey === 'from' || convKey.startsWith('conversation')) return 'sharegpt';
     return 'openai';
   }
   if ('instruction' in row && ('output' in row || 'response' in row)) return 'alpaca';
-  if (aliases.prompt.some((k) => k in row) && aliases.completion.some((k) => k in row)) return 'completion';
+  if (aliases.prompt.some((k) => k in row) && aliases.completion.some((k) => k in row))
+    return 'completion';
   if (aliases.text.some((k) => typeof row[k] === 'string')) return 'text';
   return null;
 }
@@ -112,7 +129,12 @@ export interface Detection {
 }
 
 /** Detect the format from sample rows (text files are always raw text). */
-export function detectFormat(samples: unknown[], kind: FileKind, override?: DatasetFormat, mapping: FieldMapping = {}): Detection {
+export function detectFormat(
+  samples: unknown[],
+  kind: FileKind,
+  override?: DatasetFormat,
+  mapping: FieldMapping = {},
+): Detection {
   const votes: Partial<Record<DatasetFormat, number>> = {};
   for (const s of samples) {
     const f = rowFormat(s);
@@ -122,12 +144,19 @@ export function detectFormat(samples: unknown[], kind: FileKind, override?: Data
   if (override) format = override;
   else if (kind === 'text') format = 'text';
   else {
-    const best = (Object.entries(votes) as [DatasetFormat, number][]).sort((a, b) => b[1] - a[1])[0];
+    const best = (Object.entries(votes) as [DatasetFormat, number][]).sort(
+      (a, b) => b[1] - a[1],
+    )[0];
     format = best ? best[0] : guessFromMapping(mapping);
   }
   const confidence = samples.length === 0 ? 0 : (votes[format] ?? 0) / samples.length;
   const first = samples.find((s) => rowFormat(s) === format) ?? samples.find(isObj);
-  return { format, mapping: resolveMapping(format, isObj(first) ? first : {}, mapping), confidence, votes };
+  return {
+    format,
+    mapping: resolveMapping(format, isObj(first) ? first : {}, mapping),
+    confidence,
+    votes,
+  };
 }
 
 function guessFromMapping(m: FieldMapping): DatasetFormat {
@@ -139,7 +168,11 @@ function guessFromMapping(m: FieldMapping): DatasetFormat {
 }
 
 /** The full mapping for `format`: the user's choices, then the fields found in `row`. */
-export function resolveMapping(format: DatasetFormat, row: Record<string, unknown>, user: FieldMapping = {}): FieldMapping {
+export function resolveMapping(
+  format: DatasetFormat,
+  row: Record<string, unknown>,
+  user: FieldMapping = {},
+): FieldMapping {
   const out: FieldMapping = {};
   const keys: (keyof FieldMapping)[] =
     format === 'openai'
@@ -168,7 +201,13 @@ export function resolveMapping(format: DatasetFormat, row: Record<string, unknow
     }
   } else {
     const defaults: FieldMapping =
-      format === 'alpaca' ? { instruction: 'instruction', output: 'output' } : format === 'completion' ? { prompt: 'prompt', completion: 'completion' } : format === 'text' ? { text: 'text' } : {};
+      format === 'alpaca'
+        ? { instruction: 'instruction', output: 'output' }
+        : format === 'completion'
+          ? { prompt: 'prompt', completion: 'completion' }
+          : format === 'text'
+            ? { text: 'text' }
+            : {};
     for (const [k, v] of Object.entries(defaults) as [keyof FieldMapping, string][]) out[k] ??= v;
   }
   return out;
@@ -177,11 +216,16 @@ export function resolveMapping(format: DatasetFormat, row: Record<string, unknow
 /** Parse a CLI mapping string: `prompt=question,completion=answer`. */
 export function parseMapping(s: string): FieldMapping {
   const out: FieldMapping = {};
-  for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of s
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const eq = part.indexOf('=');
-    if (eq <= 0) throw new Error(`--map: expected ours=theirs pairs (e.g. prompt=question), found "${part}"`);
+    if (eq <= 0)
+      throw new Error(`--map: expected ours=theirs pairs (e.g. prompt=question), found "${part}"`);
     const k = part.slice(0, eq).trim();
-    if (!(k in aliases)) throw new Error(`--map: unknown field "${k}"; known: ${Object.keys(aliases).join(', ')}`);
+    if (!(k in aliases))
+      throw new Error(`--map: unknown field "${k}"; known: ${Object.keys(aliases).join(', ')}`);
     out[k as keyof FieldMapping] = part.slice(eq + 1).trim();
   }
   return out;
@@ -202,7 +246,10 @@ function warn(code: Problem['code'], field: string, expected: string, found: str
 /** String content of a message: a string, or OpenAI content parts `[{ type: 'text', text }]`. */
 function contentText(v: unknown): string | null {
   if (typeof v === 'string') return v;
-  if (Array.isArray(v) && v.every((p) => isObj(p) && p.type === 'text' && typeof p.text === 'string')) {
+  if (
+    Array.isArray(v) &&
+    v.every((p) => isObj(p) && p.type === 'text' && typeof p.text === 'string')
+  ) {
     return v.map((p) => (p as { text: string }).text).join('');
   }
   return null;
@@ -217,14 +264,30 @@ const formatNames: Record<DatasetFormat, string> = {
 };
 
 /** Normalise one source row. `record` is null when the row has an error. */
-export function normalizeRow(value: unknown, format: DatasetFormat, mapping: FieldMapping): NormalizeResult {
+export function normalizeRow(
+  value: unknown,
+  format: DatasetFormat,
+  mapping: FieldMapping,
+): NormalizeResult {
   if (!isObj(value)) {
-    return { record: null, problems: [err('not_an_object', '', `${formatNames[format]} (a JSON object)`, describe(value))] };
+    return {
+      record: null,
+      problems: [
+        err('not_an_object', '', `${formatNames[format]} (a JSON object)`, describe(value)),
+      ],
+    };
   }
   const other = rowFormat(value);
   const mixed = (field: string): RowProblem[] =>
     other && other !== format
-      ? [err('mixed_format', field, formatNames[format], `${formatNames[other]} (the file mixes formats)`)]
+      ? [
+          err(
+            'mixed_format',
+            field,
+            formatNames[format],
+            `${formatNames[other]} (the file mixes formats)`,
+          ),
+        ]
       : [];
   switch (format) {
     case 'openai':
@@ -234,37 +297,58 @@ export function normalizeRow(value: unknown, format: DatasetFormat, mapping: Fie
     case 'completion': {
       const problems: RowProblem[] = [];
       const sysKey = mapping.system;
-      const userKeys = format === 'alpaca' ? [mapping.instruction ?? 'instruction'] : [mapping.prompt ?? 'prompt'];
-      const outKey = format === 'alpaca' ? (mapping.output ?? 'output') : (mapping.completion ?? 'completion');
+      const userKeys =
+        format === 'alpaca' ? [mapping.instruction ?? 'instruction'] : [mapping.prompt ?? 'prompt'];
+      const outKey =
+        format === 'alpaca' ? (mapping.output ?? 'output') : (mapping.completion ?? 'completion');
       const instr = value[userKeys[0]!];
       if (instr === undefined) {
         const m = mixed(userKeys[0]!);
-        return { record: null, problems: m.length ? m : [err('missing_field', userKeys[0]!, 'a string', describe(instr))] };
+        return {
+          record: null,
+          problems: m.length
+            ? m
+            : [err('missing_field', userKeys[0]!, 'a string', describe(instr))],
+        };
       }
-      if (typeof instr !== 'string') problems.push(err('wrong_type', userKeys[0]!, 'a string', describe(instr)));
-      else if (instr.trim() === '') problems.push(err('empty_content', userKeys[0]!, 'a non-empty string', 'an empty string'));
+      if (typeof instr !== 'string')
+        problems.push(err('wrong_type', userKeys[0]!, 'a string', describe(instr)));
+      else if (instr.trim() === '')
+        problems.push(err('empty_content', userKeys[0]!, 'a non-empty string', 'an empty string'));
       let input = '';
       if (format === 'alpaca') {
         const inKey = mapping.input ?? 'input';
         const iv = value[inKey];
-        if (iv !== undefined && iv !== null && typeof iv !== 'string') problems.push(err('wrong_type', inKey, 'a string (or nothing)', describe(iv)));
+        if (iv !== undefined && iv !== null && typeof iv !== 'string')
+          problems.push(err('wrong_type', inKey, 'a string (or nothing)', describe(iv)));
         else if (typeof iv === 'string') input = iv;
       }
       const out = value[outKey];
-      if (out === undefined || out === null) problems.push(err('missing_field', outKey, 'a string (the assistant reply)', describe(out)));
-      else if (typeof out !== 'string') problems.push(err('wrong_type', outKey, 'a string (the assistant reply)', describe(out)));
-      else if (out.trim() === '') problems.push(err('empty_assistant', outKey, 'a non-empty assistant reply', 'an empty string'));
+      if (out === undefined || out === null)
+        problems.push(
+          err('missing_field', outKey, 'a string (the assistant reply)', describe(out)),
+        );
+      else if (typeof out !== 'string')
+        problems.push(err('wrong_type', outKey, 'a string (the assistant reply)', describe(out)));
+      else if (out.trim() === '')
+        problems.push(
+          err('empty_assistant', outKey, 'a non-empty assistant reply', 'an empty string'),
+        );
       let system: string | null = null;
       if (sysKey !== undefined && value[sysKey] !== undefined && value[sysKey] !== null) {
         const sv = value[sysKey];
-        if (typeof sv !== 'string') problems.push(err('wrong_type', sysKey, 'a string', describe(sv)));
+        if (typeof sv !== 'string')
+          problems.push(err('wrong_type', sysKey, 'a string', describe(sv)));
         else if (sv.trim() !== '') system = sv;
       }
       if (problems.some((p) => p.severity === 'error')) return { record: null, problems };
       const messages: Message[] = [];
       if (system !== null) messages.push({ role: 'system', content: system });
       // Alpaca's own convention: the input follows the instruction after a blank line.
-      messages.push({ role: 'user', content: input.trim() !== '' ? `${instr as string}\n\n${input}` : (instr as string) });
+      messages.push({
+        role: 'user',
+        content: input.trim() !== '' ? `${instr as string}\n\n${input}` : (instr as string),
+      });
       messages.push({ role: 'assistant', content: out as string });
       return { record: { messages }, problems };
     }
@@ -273,10 +357,18 @@ export function normalizeRow(value: unknown, format: DatasetFormat, mapping: Fie
       const t = value[key];
       if (t === undefined) {
         const m = mixed(key);
-        return { record: null, problems: m.length ? m : [err('missing_field', key, 'a string', describe(t))] };
+        return {
+          record: null,
+          problems: m.length ? m : [err('missing_field', key, 'a string', describe(t))],
+        };
       }
-      if (typeof t !== 'string') return { record: null, problems: [err('wrong_type', key, 'a string', describe(t))] };
-      if (t.trim() === '') return { record: null, problems: [err('empty_content', key, 'non-empty text', 'an empty string')] };
+      if (typeof t !== 'string')
+        return { record: null, problems: [err('wrong_type', key, 'a string', describe(t))] };
+      if (t.trim() === '')
+        return {
+          record: null,
+          problems: [err('empty_content', key, 'non-empty text', 'an empty string')],
+        };
       return { record: { text: t }, problems: [] };
     }
   }
@@ -288,52 +380,122 @@ function normalizeConversation(
   mapping: FieldMapping,
   mixed: (field: string) => RowProblem[],
 ): NormalizeResult {
-  const listKey = (format === 'openai' ? mapping.messages : mapping.conversations) ?? (format === 'openai' ? 'messages' : 'conversations');
-  const roleKey = (format === 'openai' ? mapping.role : mapping.from) ?? (format === 'openai' ? 'role' : 'from');
-  const contentKey = (format === 'openai' ? mapping.content : mapping.value) ?? (format === 'openai' ? 'content' : 'value');
+  const listKey =
+    (format === 'openai' ? mapping.messages : mapping.conversations) ??
+    (format === 'openai' ? 'messages' : 'conversations');
+  const roleKey =
+    (format === 'openai' ? mapping.role : mapping.from) ?? (format === 'openai' ? 'role' : 'from');
+  const contentKey =
+    (format === 'openai' ? mapping.content : mapping.value) ??
+    (format === 'openai' ? 'content' : 'value');
   const names = roleNames[format];
   const problems: RowProblem[] = [];
   const raw = value[listKey];
   if (raw === undefined) {
     const m = mixed(listKey);
-    return { record: null, problems: m.length ? m : [err('missing_field', listKey, 'an array of messages', describe(raw))] };
+    return {
+      record: null,
+      problems: m.length
+        ? m
+        : [err('missing_field', listKey, 'an array of messages', describe(raw))],
+    };
   }
   const list = maybeJsonArray(raw);
-  if (!Array.isArray(list)) return { record: null, problems: [err('wrong_type', listKey, 'an array of messages', describe(raw))] };
-  if (list.length === 0) return { record: null, problems: [err('no_assistant', listKey, 'at least one user and one assistant message', 'an empty array')] };
+  if (!Array.isArray(list))
+    return {
+      record: null,
+      problems: [err('wrong_type', listKey, 'an array of messages', describe(raw))],
+    };
+  if (list.length === 0)
+    return {
+      record: null,
+      problems: [
+        err(
+          'no_assistant',
+          listKey,
+          'at least one user and one assistant message',
+          'an empty array',
+        ),
+      ],
+    };
   const messages: Message[] = [];
   list.forEach((item, i) => {
     const at = `${listKey}[${i}]`;
     if (!isObj(item)) {
-      problems.push(err('not_an_object', at, `an object with ${roleKey} and ${contentKey}`, describe(item)));
+      problems.push(
+        err('not_an_object', at, `an object with ${roleKey} and ${contentKey}`, describe(item)),
+      );
       return;
     }
     const r = item[roleKey];
     let role: Role | undefined;
-    if (r === undefined) problems.push(err('missing_field', `${at}.${roleKey}`, `one of ${Object.keys(names).join(', ')}`, describe(r)));
-    else if (typeof r !== 'string') problems.push(err('wrong_type', `${at}.${roleKey}`, `one of ${Object.keys(names).join(', ')}`, describe(r)));
+    if (r === undefined)
+      problems.push(
+        err(
+          'missing_field',
+          `${at}.${roleKey}`,
+          `one of ${Object.keys(names).join(', ')}`,
+          describe(r),
+        ),
+      );
+    else if (typeof r !== 'string')
+      problems.push(
+        err(
+          'wrong_type',
+          `${at}.${roleKey}`,
+          `one of ${Object.keys(names).join(', ')}`,
+          describe(r),
+        ),
+      );
     else {
       role = names[r];
-      if (!role) problems.push(err('unknown_role', `${at}.${roleKey}`, `one of ${Object.keys(names).join(', ')}`, `"${r}"`));
+      if (!role)
+        problems.push(
+          err(
+            'unknown_role',
+            `${at}.${roleKey}`,
+            `one of ${Object.keys(names).join(', ')}`,
+            `"${r}"`,
+          ),
+        );
     }
     const c = item[contentKey];
     const text = contentText(c);
-    if (c === undefined || (c === null && role !== 'assistant')) problems.push(err('missing_field', `${at}.${contentKey}`, 'a string', describe(c)));
-    else if (c !== null && text === null) problems.push(err('wrong_type', `${at}.${contentKey}`, 'a string', describe(c)));
+    if (c === undefined || (c === null && role !== 'assistant'))
+      problems.push(err('missing_field', `${at}.${contentKey}`, 'a string', describe(c)));
+    else if (c !== null && text === null)
+      problems.push(err('wrong_type', `${at}.${contentKey}`, 'a string', describe(c)));
     else if (role === 'assistant' && (text ?? '').trim() === '')
-      problems.push(err('empty_assistant', `${at}.${contentKey}`, 'a non-empty assistant reply', describe(c)));
-    else if (role && (text ?? '').trim() === '') problems.push(warn('empty_content', `${at}.${contentKey}`, 'a non-empty message', describe(c)));
+      problems.push(
+        err('empty_assistant', `${at}.${contentKey}`, 'a non-empty assistant reply', describe(c)),
+      );
+    else if (role && (text ?? '').trim() === '')
+      problems.push(
+        warn('empty_content', `${at}.${contentKey}`, 'a non-empty message', describe(c)),
+      );
     if (role && text !== null) messages.push({ role, content: text });
   });
   if (problems.some((p) => p.severity === 'error')) return { record: null, problems };
   if (!messages.some((m) => m.role === 'assistant')) {
-    problems.push(err('no_assistant', listKey, 'at least one assistant message (nothing would be trained)', `roles ${messages.map((m) => m.role).join(', ')}`));
+    problems.push(
+      err(
+        'no_assistant',
+        listKey,
+        'at least one assistant message (nothing would be trained)',
+        `roles ${messages.map((m) => m.role).join(', ')}`,
+      ),
+    );
     return { record: null, problems };
   }
   const last = messages[messages.length - 1]!;
   if (last.role !== 'assistant') {
     problems.push(
-      warn('no_final_assistant', `${listKey}[${messages.length - 1}]`, 'the conversation to end with an assistant message', `a final ${last.role} message (not trained)`),
+      warn(
+        'no_final_assistant',
+        `${listKey}[${messages.length - 1}]`,
+        'the conversation to end with an assistant message',
+        `a final ${last.role} message (not trained)`,
+      ),
     );
   }
   return { record: { messages }, problems };

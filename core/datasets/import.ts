@@ -17,7 +17,14 @@ import { OvernightError } from '../../contract/errors.ts';
 import { detectFormat, normalizeRow, type Detection } from './formats.ts';
 import { ProblemCollector, formatProblem, summarizeProblems } from './problems.ts';
 import { fileLabel, readRows, sniffFile, type ReadOptions } from './readers.ts';
-import type { DatasetFormat, DatasetStats, FieldMapping, FileKind, NormalizedRecord, ProblemReport } from './types.ts';
+import type {
+  DatasetFormat,
+  DatasetStats,
+  FieldMapping,
+  FileKind,
+  NormalizedRecord,
+  ProblemReport,
+} from './types.ts';
 
 export interface ScanOptions {
   path: string;
@@ -84,7 +91,14 @@ export type ImportResult =
 const sampleRows = 50;
 
 function emptyStats(): DatasetStats {
-  return { records: 0, conversations: 0, textRecords: 0, messages: 0, roles: { system: 0, user: 0, assistant: 0 }, chars: 0 };
+  return {
+    records: 0,
+    conversations: 0,
+    textRecords: 0,
+    messages: 0,
+    roles: { system: 0, user: 0, assistant: 0 },
+    chars: 0,
+  };
 }
 
 function addStats(s: DatasetStats, r: NormalizedRecord): void {
@@ -120,7 +134,8 @@ async function scan(
   sink: ((line: string) => Promise<void> | void) | null,
 ): Promise<InspectResult> {
   const file = fileLabel(opts.path);
-  if (!existsSync(opts.path)) throw new OvernightError('FILE_NOT_FOUND', `${opts.path}: no such file`);
+  if (!existsSync(opts.path))
+    throw new OvernightError('FILE_NOT_FOUND', `${opts.path}: no such file`);
   const sniff = sniffFile(opts.path, opts.kind);
   const problems = new ProblemCollector(file, opts.problemCap);
   const counts: ScanCounts = { rows: 0, valid: 0, invalid: 0, duplicates: 0 };
@@ -173,7 +188,11 @@ async function scan(
       problems.add(row.line, row.problem);
       continue;
     }
-    const { record, problems: rowProblems } = normalizeRow(row.value, detection.format, detection.mapping);
+    const { record, problems: rowProblems } = normalizeRow(
+      row.value,
+      detection.format,
+      detection.mapping,
+    );
     for (const p of rowProblems) problems.add(row.line, p);
     if (preview.length < previewCount) preview.push({ line: row.line, source: row.value, record });
     if (!record) {
@@ -200,10 +219,26 @@ async function scan(
     if (sink) await sink(json + '\n');
   }
   if (counts.rows === 0 && problems.errors === 0) {
-    problems.add(1, { code: 'empty_file', severity: 'error', field: '', expected: 'at least one record', found: 'no records' });
+    problems.add(1, {
+      code: 'empty_file',
+      severity: 'error',
+      field: '',
+      expected: 'at least one record',
+      found: 'no records',
+    });
   }
   opts.onProgress?.({ file, bytesRead: sniff.size, totalBytes: sniff.size, records: counts.valid });
-  return { file, path: opts.path, size: sniff.size, kind: sniff.kind, detection, preview, problems: problems.report(), counts, stats };
+  return {
+    file,
+    path: opts.path,
+    size: sniff.size,
+    kind: sniff.kind,
+    detection,
+    preview,
+    problems: problems.report(),
+    counts,
+    stats,
+  };
 }
 
 /** Detect, preview and validate the whole file; store nothing. */
@@ -221,7 +256,8 @@ async function wrapCancel<T>(signal: AbortSignal | undefined, f: () => Promise<T
   try {
     return await f();
   } catch (e) {
-    if (signal?.aborted) throw new OvernightError('CANCELLED', 'dataset import cancelled; nothing was stored');
+    if (signal?.aborted)
+      throw new OvernightError('CANCELLED', 'dataset import cancelled; nothing was stored');
     throw e;
   }
 }
@@ -245,7 +281,10 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
     bytes += Buffer.byteLength(line);
     if (!out.write(line)) await new Promise<void>((r) => out.once('drain', r));
   };
-  const closeOut = () => new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+  const closeOut = () =>
+    new Promise<void>((resolve, reject) =>
+      out.end((e?: Error | null) => (e ? reject(e) : resolve())),
+    );
   let result: InspectResult;
   try {
     result = await wrapCancel(opts.signal, () => scan(opts, sink));
@@ -271,7 +310,8 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
   }
   const digest = hash.digest('hex');
   const storedPath = storedDatasetPath(opts.dataDir, digest);
-  if (existsSync(storedPath)) rmSync(tmp, { force: true }); // same content already stored
+  if (existsSync(storedPath))
+    rmSync(tmp, { force: true }); // same content already stored
   else renameSync(tmp, storedPath);
   return { status: 'imported', ...result, hash: digest, storedPath, storedBytes: bytes };
 }

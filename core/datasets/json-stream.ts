@@ -43,7 +43,10 @@ function isWs(c: number): boolean {
   return c === B.SP || c === B.LF || c === B.CR || c === B.TAB;
 }
 
-export async function* readJsonElements(path: string, opts: JsonStreamOptions): AsyncGenerator<JsonElement> {
+export async function* readJsonElements(
+  path: string,
+  opts: JsonStreamOptions,
+): AsyncGenerator<JsonElement> {
   const stream = createReadStream(path, { highWaterMark: opts.highWaterMark ?? 1 << 20 });
   let line = 1;
   /** 'start': before the first value; 'array': inside the top-level array, between items;
@@ -85,7 +88,8 @@ export async function* readJsonElements(path: string, opts: JsonStreamOptions): 
       bytesRead += chunk.length;
       if (first) {
         first = false;
-        if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) chunk = chunk.subarray(3);
+        if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf)
+          chunk = chunk.subarray(3);
       }
       let captureStart = inElement ? 0 : -1;
       const out: JsonElement[] = [];
@@ -174,13 +178,25 @@ export async function* readJsonElements(path: string, opts: JsonStreamOptions): 
         const buf = oversize ? null : Buffer.concat(pieces);
         yield emit(buf);
       } else {
-        yield { line: elementLine, error: 'invalid_json', detail: 'unexpected end of file inside this record' };
+        yield {
+          line: elementLine,
+          error: 'invalid_json',
+          detail: 'unexpected end of file inside this record',
+        };
       }
     } else if (mode === 'array') {
-      yield { line, error: 'invalid_json', detail: 'unexpected end of file: the top-level array is not closed with ]' };
+      yield {
+        line,
+        error: 'invalid_json',
+        detail: 'unexpected end of file: the top-level array is not closed with ]',
+      };
     }
     if (trailingJunkLine > 0) {
-      yield { line: trailingJunkLine, error: 'invalid_json', detail: 'unexpected data after the closing ] of the array' };
+      yield {
+        line: trailingJunkLine,
+        error: 'invalid_json',
+        detail: 'unexpected data after the closing ] of the array',
+      };
     }
   } finally {
     stream.destroy();

@@ -10,10 +10,22 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Llama } from 'node-llama-cpp';
-import { OvernightError, type DatasetInfo, type MethodOutput, type ModelInfo, type TokenStatsPayload } from '../../contract/index.ts';
+import {
+  OvernightError,
+  type DatasetInfo,
+  type MethodOutput,
+  type ModelInfo,
+  type TokenStatsPayload,
+} from '../../contract/index.ts';
 import type { EventBus } from '../rpc/events.ts';
 import type { Handlers } from '../rpc/handlers.ts';
-import type { DatasetPlan, DatasetPlanInput, PreparedInput, RunDatasetRef, RunDatasets } from '../runs/datasets-port.ts';
+import type {
+  DatasetPlan,
+  DatasetPlanInput,
+  PreparedInput,
+  RunDatasetRef,
+  RunDatasets,
+} from '../runs/datasets-port.ts';
 import type { Store } from '../store/db.ts';
 import { importDataset, inspectDataset, storedDatasetPath, type ScanOptions } from './import.ts';
 import { readStoredRecords } from './records.ts';
@@ -87,10 +99,13 @@ export class DatasetLibrary {
   }
 
   list(): DatasetInfo[] {
-    return (this.db.prepare('SELECT * FROM datasets ORDER BY created_at, id').all() as DatasetRow[]).map(toInfo);
+    return (
+      this.db.prepare('SELECT * FROM datasets ORDER BY created_at, id').all() as DatasetRow[]
+    ).map(toInfo);
   }
   get(id: string): DatasetInfo | null {
-    const r = this.db.prepare('SELECT * FROM datasets WHERE id = ?').get(id) as DatasetRow | undefined;
+    const r = this.db.prepare('SELECT * FROM datasets WHERE id = ?').get(id) as
+      DatasetRow | undefined;
     return r ? toInfo(r) : null;
   }
   require(id: string): DatasetInfo {
@@ -100,7 +115,11 @@ export class DatasetLibrary {
   }
   storedPath(d: DatasetInfo): string {
     const p = storedDatasetPath(this.deps.dataDir, d.hash);
-    if (!existsSync(p)) throw new OvernightError('FILE_NOT_FOUND', `the records of dataset "${d.name}" (${p}) are missing from the data folder`);
+    if (!existsSync(p))
+      throw new OvernightError(
+        'FILE_NOT_FOUND',
+        `the records of dataset "${d.name}" (${p}) are missing from the data folder`,
+      );
     return p;
   }
 
@@ -120,11 +139,26 @@ export class DatasetLibrary {
     return inspectDataset(this.scanOptions(p, signal));
   }
 
-  async import(p: SourceParams & { name?: string; acceptProblems?: boolean }, signal?: AbortSignal): Promise<MethodOutput<'datasets.import'>> {
-    const r = await importDataset({ ...this.scanOptions(p, signal), dataDir: this.deps.dataDir, acceptProblems: p.acceptProblems });
-    if (r.status === 'needs_confirmation') return { status: 'needs_confirmation', problems: r.problems, counts: r.counts };
-    const existing = this.db.prepare('SELECT * FROM datasets WHERE hash = ?').get(r.hash) as DatasetRow | undefined;
-    if (existing) return { status: 'imported', dataset: toInfo(existing), problems: r.problems, existing: true };
+  async import(
+    p: SourceParams & { name?: string; acceptProblems?: boolean },
+    signal?: AbortSignal,
+  ): Promise<MethodOutput<'datasets.import'>> {
+    const r = await importDataset({
+      ...this.scanOptions(p, signal),
+      dataDir: this.deps.dataDir,
+      acceptProblems: p.acceptProblems,
+    });
+    if (r.status === 'needs_confirmation')
+      return { status: 'needs_confirmation', problems: r.problems, counts: r.counts };
+    const existing = this.db.prepare('SELECT * FROM datasets WHERE hash = ?').get(r.hash) as
+      DatasetRow | undefined;
+    if (existing)
+      return {
+        status: 'imported',
+        dataset: toInfo(existing),
+        problems: r.problems,
+        existing: true,
+      };
     const id = randomBytes(6).toString('hex');
     this.db
       .prepare(
@@ -162,7 +196,11 @@ export class DatasetLibrary {
     return true;
   }
 
-  async records(id: string, offset: number, limit: number): Promise<{ total: number; records: NormalizedRecord[] }> {
+  async records(
+    id: string,
+    offset: number,
+    limit: number,
+  ): Promise<{ total: number; records: NormalizedRecord[] }> {
     const d = this.require(id);
     const out: NormalizedRecord[] = [];
     let i = 0;
@@ -179,7 +217,11 @@ export class DatasetLibrary {
     const key = `${model.id}|${model.fingerprint}`;
     let p = this.vocabs.get(key);
     if (!p) {
-      if (!model.fileExists) throw new OvernightError('FILE_NOT_FOUND', `model "${model.name}": ${model.path} is missing`);
+      if (!model.fileExists)
+        throw new OvernightError(
+          'FILE_NOT_FOUND',
+          `model "${model.name}": ${model.path} is missing`,
+        );
       p = this.deps.llama().then((llama) => loadVocab(llama, model.path));
       p.catch(() => this.vocabs.delete(key));
       this.vocabs.set(key, p);
@@ -203,7 +245,12 @@ export class DatasetLibrary {
     return new RecordEncoder(v, mask);
   }
 
-  async stats(id: string, modelId: string, seqLen: number, mask: MaskMode): Promise<TokenStatsPayload> {
+  async stats(
+    id: string,
+    modelId: string,
+    seqLen: number,
+    mask: MaskMode,
+  ): Promise<TokenStatsPayload> {
     const d = this.require(id);
     const model = this.deps.model(modelId);
     const key = `${id}|${model.fingerprint}|${seqLen}|${mask}`;
@@ -216,9 +263,18 @@ export class DatasetLibrary {
     return { datasetId: id, modelId, mask, ...s, warnings: statsWarnings(s, model) };
   }
 
-  async preview(id: string, modelId: string, index: number, mask: MaskMode): Promise<MethodOutput<'datasets.preview'>> {
+  async preview(
+    id: string,
+    modelId: string,
+    index: number,
+    mask: MaskMode,
+  ): Promise<MethodOutput<'datasets.preview'>> {
     const d = this.require(id);
-    if (index >= d.records) throw new OvernightError('NOT_FOUND', `dataset "${d.name}" has ${d.records} records; index ${index} is out of range`);
+    if (index >= d.records)
+      throw new OvernightError(
+        'NOT_FOUND',
+        `dataset "${d.name}" has ${d.records} records; index ${index} is out of range`,
+      );
     const model = this.deps.model(modelId);
     const { records } = await this.records(id, index, 1);
     const record = records[0]!;
@@ -226,18 +282,33 @@ export class DatasetLibrary {
     const enc = await this.encoder(model, mask, d);
     try {
       const e = enc.encode(record);
-      const tokens = e.tokens.map((t, i) => ({ id: t, text: v.pieceOf(t), trained: e.mask[i] === 1, special: v.isSpecial(t) }));
+      const tokens = e.tokens.map((t, i) => ({
+        id: t,
+        text: v.pieceOf(t),
+        trained: e.mask[i] === 1,
+        special: v.isSpecial(t),
+      }));
       return {
         index,
         total: d.records,
         record,
         tokens,
         trained: e.trained,
-        warning: e.trained === 0 ? `Record ${index + 1} has zero trained tokens: training on it teaches nothing (mask "${mask}").` : null,
+        warning:
+          e.trained === 0
+            ? `Record ${index + 1} has zero trained tokens: training on it teaches nothing (mask "${mask}").`
+            : null,
       };
     } catch (err) {
       if (!(err instanceof TemplateError)) throw err;
-      return { index, total: d.records, record, tokens: [], trained: 0, warning: `Record ${index + 1} cannot be rendered with this model's chat template: ${err.message}` };
+      return {
+        index,
+        total: d.records,
+        record,
+        tokens: [],
+        trained: 0,
+        warning: `Record ${index + 1} cannot be rendered with this model's chat template: ${err.message}`,
+      };
     }
   }
 
@@ -249,7 +320,8 @@ export class DatasetLibrary {
       resolve: async (idOrPath): Promise<RunDatasetRef> => {
         const d = this.get(idOrPath);
         if (d) return { id: d.id, name: d.name, records: d.records };
-        if (!existsSync(idOrPath)) throw new OvernightError('NOT_FOUND', `"${idOrPath}" is neither a dataset id nor a file`);
+        if (!existsSync(idOrPath))
+          throw new OvernightError('NOT_FOUND', `"${idOrPath}" is neither a dataset id nor a file`);
         const r = await this.import({ path: idOrPath });
         if (r.status !== 'imported') {
           throw new OvernightError(
@@ -260,7 +332,12 @@ export class DatasetLibrary {
         return { id: r.dataset.id, name: r.dataset.name, records: r.dataset.records };
       },
       plan: async (input: DatasetPlanInput): Promise<DatasetPlan> => {
-        const s = await this.stats(input.datasetId, input.model.id, input.sequenceLength, 'assistant');
+        const s = await this.stats(
+          input.datasetId,
+          input.model.id,
+          input.sequenceLength,
+          'assistant',
+        );
         const valShare = s.records >= 2 ? input.validationShare : 0;
         const trainShare = 1 - valShare;
         return {
@@ -273,14 +350,18 @@ export class DatasetLibrary {
         const d = this.require(input.datasetId);
         const enc = await this.encoder(input.model, 'assistant', d);
         const trainFile = join(input.folder, 'train.tokens');
-        const validationFile = input.validationShare > 0 ? join(input.folder, 'validation.tokens') : null;
+        const validationFile =
+          input.validationShare > 0 ? join(input.folder, 'validation.tokens') : null;
         const r = await writeTrainerInput(this.storedPath(d), enc, trainFile, validationFile, {
           seqLen: input.sequenceLength,
           validationShare: input.validationShare,
           seed: input.seed,
         });
         if (r.trainedTokens === 0) {
-          throw new OvernightError('INVALID_FILE', `dataset "${d.name}" has zero trained tokens at sequence length ${input.sequenceLength}: nothing would be trained`);
+          throw new OvernightError(
+            'INVALID_FILE',
+            `dataset "${d.name}" has zero trained tokens at sequence length ${input.sequenceLength}: nothing would be trained`,
+          );
         }
         return {
           trainWindows: r.trainWindows,
@@ -301,13 +382,29 @@ export class DatasetLibrary {
 
 function statsWarnings(s: TokenStats, model: ModelInfo): string[] {
   const w: string[] = [];
-  if (s.records > 0 && s.trainedTokens === 0) w.push('The whole dataset has ZERO trained tokens: training would learn nothing. Check the format and mask mode.');
-  else if (s.records > 0 && s.trainedTokensAtSeqLen === 0) w.push(`At sequence length ${s.seqLen} nothing is trained: every record is dropped. Raise the sequence length.`);
-  if (s.zeroTrained > 0) w.push(`${s.zeroTrained} record(s) have zero trained tokens (first: #${s.zeroTrainedSample.map((i) => i + 1).join(', #')}).`);
-  if (s.renderErrors > 0) w.push(`${s.renderErrors} record(s) cannot be rendered with ${model.name}'s chat template: ${s.renderErrorSample[0]?.message ?? ''}`);
+  if (s.records > 0 && s.trainedTokens === 0)
+    w.push(
+      'The whole dataset has ZERO trained tokens: training would learn nothing. Check the format and mask mode.',
+    );
+  else if (s.records > 0 && s.trainedTokensAtSeqLen === 0)
+    w.push(
+      `At sequence length ${s.seqLen} nothing is trained: every record is dropped. Raise the sequence length.`,
+    );
+  if (s.zeroTrained > 0)
+    w.push(
+      `${s.zeroTrained} record(s) have zero trained tokens (first: #${s.zeroTrainedSample.map((i) => i + 1).join(', #')}).`,
+    );
+  if (s.renderErrors > 0)
+    w.push(
+      `${s.renderErrors} record(s) cannot be rendered with ${model.name}'s chat template: ${s.renderErrorSample[0]?.message ?? ''}`,
+    );
   if (s.dropped > 0) w.push(`${s.dropped} record(s) are dropped at sequence length ${s.seqLen}.`);
-  if (s.truncated > 0) w.push(`${s.truncated} record(s) are truncated at sequence length ${s.seqLen}.`);
-  if (s.seqLen > model.contextLength && model.contextLength > 0) w.push(`Sequence length ${s.seqLen} exceeds the model's context length ${model.contextLength}.`);
+  if (s.truncated > 0)
+    w.push(`${s.truncated} record(s) are truncated at sequence length ${s.seqLen}.`);
+  if (s.seqLen > model.contextLength && model.contextLength > 0)
+    w.push(
+      `Sequence length ${s.seqLen} exceeds the model's context length ${model.contextLength}.`,
+    );
   return w;
 }
 

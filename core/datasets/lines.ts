@@ -101,7 +101,8 @@ export async function* readLines(path: string, opts: LineOptions): AsyncGenerato
       bytesRead += chunk.length;
       if (first) {
         first = false;
-        if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) chunk = chunk.subarray(3);
+        if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf)
+          chunk = chunk.subarray(3);
       }
       let start = 0;
       for (;;) {

@@ -22,14 +22,22 @@ export class ProblemCollector {
     const key = `${p.severity}:${p.code}`;
     const s = this.byCode.get(key);
     if (s) s.count++;
-    else this.byCode.set(key, { code: p.code as ProblemCode, severity: p.severity, count: 1, firstLine: line });
+    else
+      this.byCode.set(key, {
+        code: p.code as ProblemCode,
+        severity: p.severity,
+        count: 1,
+        firstLine: line,
+      });
     if (this.items.length < this.cap) this.items.push({ file: this.file, line, ...p });
   }
 
   report(): ProblemReport {
     return {
       items: this.items.slice(),
-      summary: [...this.byCode.values()].sort((a, b) => (a.severity === b.severity ? b.count - a.count : a.severity === 'error' ? -1 : 1)),
+      summary: [...this.byCode.values()].sort((a, b) =>
+        a.severity === b.severity ? b.count - a.count : a.severity === 'error' ? -1 : 1,
+      ),
       errors: this.errors,
       warnings: this.warnings,
       truncated: this.errors + this.warnings > this.items.length,

@@ -63,7 +63,11 @@ export function sniffFile(path: string, kindOverride?: FileKind): Sniff {
   else if (isParquet) kind = 'parquet';
   else {
     let i = head.length >= 3 && head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? 3 : 0;
-    while (i < head.length && (head[i] === 0x20 || head[i] === 0x0a || head[i] === 0x0d || head[i] === 0x09)) i++;
+    while (
+      i < head.length &&
+      (head[i] === 0x20 || head[i] === 0x0a || head[i] === 0x0d || head[i] === 0x09)
+    )
+      i++;
     const firstChar = head[i];
     if (byExt === 'jsonl' && firstChar === 0x5b) kind = 'json';
     else if (byExt) kind = byExt;
@@ -84,7 +88,14 @@ export function sniffFile(path: string, kindOverride?: FileKind): Sniff {
       return {
         kind,
         size,
-        problem: { code: 'empty_file', severity: 'error', line: 1, field: '', expected: 'at least one record', found: size === 0 ? 'an empty file' : 'only whitespace' },
+        problem: {
+          code: 'empty_file',
+          severity: 'error',
+          line: 1,
+          field: '',
+          expected: 'at least one record',
+          found: size === 0 ? 'an empty file' : 'only whitespace',
+        },
       };
     }
     const nul = head.indexOf(0);
@@ -107,7 +118,11 @@ export function sniffFile(path: string, kindOverride?: FileKind): Sniff {
   return { kind, size, problem: null };
 }
 
-export async function* readRows(path: string, kind: FileKind, opts: ReadOptions = {}): AsyncGenerator<RawRow> {
+export async function* readRows(
+  path: string,
+  kind: FileKind,
+  opts: ReadOptions = {},
+): AsyncGenerator<RawRow> {
   const maxRecordBytes = opts.maxRecordBytes ?? defaultMaxRecordBytes;
   const mb = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
   const base = { onBytes: opts.onBytes, signal: opts.signal };
@@ -121,15 +136,36 @@ export async function* readRows(path: string, kind: FileKind, opts: ReadOptions 
           } catch (e) {
             yield {
               line: l.line,
-              problem: { code: 'invalid_json', severity: 'error', field: '', expected: 'one JSON object per line', found: `invalid JSON: ${(e as Error).message}` },
+              problem: {
+                code: 'invalid_json',
+                severity: 'error',
+                field: '',
+                expected: 'one JSON object per line',
+                found: `invalid JSON: ${(e as Error).message}`,
+              },
             };
           }
         } else if (l.error === 'invalid_utf8') {
-          yield { line: l.line, problem: { code: 'invalid_utf8', severity: 'error', field: '', expected: 'UTF-8 text', found: l.detail } };
+          yield {
+            line: l.line,
+            problem: {
+              code: 'invalid_utf8',
+              severity: 'error',
+              field: '',
+              expected: 'UTF-8 text',
+              found: l.detail,
+            },
+          };
         } else {
           yield {
             line: l.line,
-            problem: { code: 'line_too_long', severity: 'error', field: '', expected: `a line of at most ${mb(maxRecordBytes)}`, found: `a line of ${mb(l.bytes)}` },
+            problem: {
+              code: 'line_too_long',
+              severity: 'error',
+              field: '',
+              expected: `a line of at most ${mb(maxRecordBytes)}`,
+              found: `a line of ${mb(l.bytes)}`,
+            },
           };
         }
       }
@@ -138,25 +174,70 @@ export async function* readRows(path: string, kind: FileKind, opts: ReadOptions 
       for await (const e of readJsonElements(path, { ...base, maxRecordBytes })) {
         if ('value' in e) yield e;
         else if (e.error === 'invalid_json')
-          yield { line: e.line, problem: { code: 'invalid_json', severity: 'error', field: '', expected: 'a JSON array of objects', found: `invalid JSON: ${e.detail}` } };
+          yield {
+            line: e.line,
+            problem: {
+              code: 'invalid_json',
+              severity: 'error',
+              field: '',
+              expected: 'a JSON array of objects',
+              found: `invalid JSON: ${e.detail}`,
+            },
+          };
         else if (e.error === 'invalid_utf8')
-          yield { line: e.line, problem: { code: 'invalid_utf8', severity: 'error', field: '', expected: 'UTF-8 text', found: e.detail } };
+          yield {
+            line: e.line,
+            problem: {
+              code: 'invalid_utf8',
+              severity: 'error',
+              field: '',
+              expected: 'UTF-8 text',
+              found: e.detail,
+            },
+          };
         else
-          yield { line: e.line, problem: { code: 'line_too_long', severity: 'error', field: '', expected: `a record of at most ${mb(maxRecordBytes)}`, found: 'a larger record' } };
+          yield {
+            line: e.line,
+            problem: {
+              code: 'line_too_long',
+              severity: 'error',
+              field: '',
+              expected: `a record of at most ${mb(maxRecordBytes)}`,
+              found: 'a larger record',
+            },
+          };
       }
       return;
     case 'csv':
     case 'tsv':
-      for await (const r of readCsv(path, { ...base, delimiter: kind === 'csv' ? ',' : '\t', maxRecordBytes })) {
+      for await (const r of readCsv(path, {
+        ...base,
+        delimiter: kind === 'csv' ? ',' : '\t',
+        maxRecordBytes,
+      })) {
         if ('value' in r) yield r;
-        else yield { line: r.line, problem: { code: r.error, severity: 'error', field: '', expected: r.expected, found: r.found } };
+        else
+          yield {
+            line: r.line,
+            problem: {
+              code: r.error,
+              severity: 'error',
+              field: '',
+              expected: r.expected,
+              found: r.found,
+            },
+          };
       }
       return;
     case 'parquet':
       yield* readParquet(path, opts);
       return;
     case 'text':
-      yield* readTextChunks(path, { ...base, maxRecordBytes, textChunkChars: opts.textChunkChars ?? defaultTextChunkChars });
+      yield* readTextChunks(path, {
+        ...base,
+        maxRecordBytes,
+        textChunkChars: opts.textChunkChars ?? defaultTextChunkChars,
+      });
       return;
   }
 }
@@ -183,7 +264,16 @@ async function* readParquet(path: string, opts: ReadOptions): AsyncGenerator<Raw
     file = await asyncBufferFromFile(path);
     metadata = await parquetMetadataAsync(file);
   } catch (e) {
-    yield { line: 1, problem: { code: 'parquet', severity: 'error', field: '', expected: 'a Parquet file', found: (e as Error).message } };
+    yield {
+      line: 1,
+      problem: {
+        code: 'parquet',
+        severity: 'error',
+        field: '',
+        expected: 'a Parquet file',
+        found: (e as Error).message,
+      },
+    };
     return;
   }
   let rowStart = 0;
@@ -193,16 +283,28 @@ async function* readParquet(path: string, opts: ReadOptions): AsyncGenerator<Raw
     const n = Number(rg.num_rows);
     let rows: Record<string, unknown>[];
     try {
-      rows = (await parquetReadObjects({ file, metadata, rowStart, rowEnd: rowStart + n })) as Record<string, unknown>[];
+      rows = (await parquetReadObjects({
+        file,
+        metadata,
+        rowStart,
+        rowEnd: rowStart + n,
+      })) as Record<string, unknown>[];
     } catch (e) {
       yield {
         line: rowStart + 1,
-        problem: { code: 'parquet', severity: 'error', field: '', expected: `a readable row group (rows ${rowStart + 1}-${rowStart + n})`, found: (e as Error).message },
+        problem: {
+          code: 'parquet',
+          severity: 'error',
+          field: '',
+          expected: `a readable row group (rows ${rowStart + 1}-${rowStart + n})`,
+          found: (e as Error).message,
+        },
       };
       rowStart += n;
       continue;
     }
-    for (let i = 0; i < rows.length; i++) yield { line: rowStart + i + 1, value: jsonSafe(rows[i]) };
+    for (let i = 0; i < rows.length; i++)
+      yield { line: rowStart + i + 1, value: jsonSafe(rows[i]) };
     rowStart += n;
     bytesDone += Number(rg.total_byte_size ?? 0);
     opts.onBytes?.(Math.min(bytesDone, file.byteLength));
@@ -217,7 +319,12 @@ async function* readParquet(path: string, opts: ReadOptions): AsyncGenerator<Raw
  */
 async function* readTextChunks(
   path: string,
-  opts: { maxRecordBytes: number; textChunkChars: number; onBytes?: (n: number) => void; signal?: AbortSignal },
+  opts: {
+    maxRecordBytes: number;
+    textChunkChars: number;
+    onBytes?: (n: number) => void;
+    signal?: AbortSignal;
+  },
 ): AsyncGenerator<RawRow> {
   const cap = opts.textChunkChars;
   let chunk = '';
@@ -246,14 +353,30 @@ async function* readTextChunks(
     }
   }
 
-  for await (const l of readLines(path, { maxLineBytes: opts.maxRecordBytes, onBytes: opts.onBytes, signal: opts.signal })) {
+  for await (const l of readLines(path, {
+    maxLineBytes: opts.maxRecordBytes,
+    onBytes: opts.onBytes,
+    signal: opts.signal,
+  })) {
     if (!('text' in l)) {
       yield {
         line: l.line,
         problem:
           l.error === 'invalid_utf8'
-            ? { code: 'invalid_utf8', severity: 'error', field: '', expected: 'UTF-8 text', found: l.detail }
-            : { code: 'line_too_long', severity: 'error', field: '', expected: `a line of at most ${opts.maxRecordBytes} bytes`, found: `${l.bytes} bytes` },
+            ? {
+                code: 'invalid_utf8',
+                severity: 'error',
+                field: '',
+                expected: 'UTF-8 text',
+                found: l.detail,
+              }
+            : {
+                code: 'line_too_long',
+                severity: 'error',
+                field: '',
+                expected: `a line of at most ${opts.maxRecordBytes} bytes`,
+                found: `${l.bytes} bytes`,
+              },
       };
       continue;
     }

@@ -68,7 +68,11 @@ export function histogram(lengths: ArrayLike<number>, maxBuckets = 24): Histogra
 }
 
 /** What one encoded record becomes at seqLen: its windows (token + mask slices). */
-export function windowsOf(rec: NormalizedRecord, enc: EncodedRecord, seqLen: number): { tokens: number[]; mask: Uint8Array }[] {
+export function windowsOf(
+  rec: NormalizedRecord,
+  enc: EncodedRecord,
+  seqLen: number,
+): { tokens: number[]; mask: Uint8Array }[] {
   if ('text' in rec) {
     const out: { tokens: number[]; mask: Uint8Array }[] = [];
     for (let s = 0; s < enc.tokens.length; s += seqLen) {
@@ -129,7 +133,8 @@ export async function tokenStats(
       if (!(e instanceof TemplateError)) throw e;
       s.renderErrors++;
       s.dropped++;
-      if (s.renderErrorSample.length < 20) s.renderErrorSample.push({ index: i, message: e.message });
+      if (s.renderErrorSample.length < 20)
+        s.renderErrorSample.push({ index: i, message: e.message });
       continue;
     }
     const n = enc.tokens.length;
@@ -146,7 +151,8 @@ export async function tokenStats(
     if (wins.length === 0) s.dropped++;
     else if (!('text' in rec) && n > opts.seqLen) s.truncated++;
     s.windows += wins.length;
-    for (const w of wins) for (let k = 1; k < w.mask.length; k++) s.trainedTokensAtSeqLen += w.mask[k]!;
+    for (const w of wins)
+      for (let k = 1; k < w.mask.length; k++) s.trainedTokensAtSeqLen += w.mask[k]!;
     if (i % 256 === 0) opts.onProgress?.(i);
   }
   s.meanTokens = lengths.length ? s.totalTokens / lengths.length : 0;
@@ -274,10 +280,21 @@ export async function writeTrainerInput(
   const isVal = splitRecords(n, validationPath ? opts.validationShare : 0, opts.seed);
   const pack = opts.pack ?? true;
   const trainW = new TokenDataWriter(trainPath, opts.seqLen, true);
-  const valW = validationPath && isVal.some((v) => v === 1) ? new TokenDataWriter(validationPath, opts.seqLen, true) : null;
+  const valW =
+    validationPath && isVal.some((v) => v === 1)
+      ? new TokenDataWriter(validationPath, opts.seqLen, true)
+      : null;
   const train = new WindowPacker(trainW, opts.seqLen, pack, opts.padToken ?? 0);
   const val = valW ? new WindowPacker(valW, opts.seqLen, pack, opts.padToken ?? 0) : null;
-  const res: TrainerInputResult = { trainWindows: 0, validationWindows: 0, trainedTokens: 0, validationTrainedTokens: 0, records: n, validationRecords: 0, dropped: 0 };
+  const res: TrainerInputResult = {
+    trainWindows: 0,
+    validationWindows: 0,
+    trainedTokens: 0,
+    validationTrainedTokens: 0,
+    records: n,
+    validationRecords: 0,
+    dropped: 0,
+  };
   try {
     let i = 0;
     for await (const rec of readStoredRecords(storedPath, opts.signal)) {

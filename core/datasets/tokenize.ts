@@ -102,7 +102,9 @@ export class RecordEncoder {
     readonly mode: MaskMode = 'assistant',
     chatTemplate: string | null = vocab.chatTemplate,
   ) {
-    this.renderer = chatTemplate ? new ChatRenderer(chatTemplate, vocab.bosText, vocab.eosText) : null;
+    this.renderer = chatTemplate
+      ? new ChatRenderer(chatTemplate, vocab.bosText, vocab.eosText)
+      : null;
   }
 
   get hasTemplate(): boolean {
@@ -111,7 +113,8 @@ export class RecordEncoder {
 
   private tok(text: string, special: boolean): number[] {
     const t = this.vocab.tokenize(text, special);
-    if (this.vocab.addBos && this.vocab.bos !== null && t[0] !== this.vocab.bos) t.unshift(this.vocab.bos);
+    if (this.vocab.addBos && this.vocab.bos !== null && t[0] !== this.vocab.bos)
+      t.unshift(this.vocab.bos);
     return t;
   }
 
@@ -119,10 +122,18 @@ export class RecordEncoder {
     if ('text' in record) {
       const tokens = this.tok(record.text, false);
       if (this.vocab.eos !== null) tokens.push(this.vocab.eos);
-      return { tokens, mask: new Uint8Array(tokens.length).fill(1), trained: tokens.length, unstableBoundaries: 0, rendered: record.text };
+      return {
+        tokens,
+        mask: new Uint8Array(tokens.length).fill(1),
+        trained: tokens.length,
+        unstableBoundaries: 0,
+        rendered: record.text,
+      };
     }
     if (!this.renderer) {
-      throw new TemplateError('the model has no chat template (tokenizer.chat_template), so chat records cannot be rendered');
+      throw new TemplateError(
+        'the model has no chat template (tokenizer.chat_template), so chat records cannot be rendered',
+      );
     }
     const msgs = record.messages;
     const rendered = this.renderer.render(msgs, false);
@@ -138,7 +149,8 @@ export class RecordEncoder {
     for (const i of assistantTurns) {
       const before = this.tok(this.renderer.render(msgs.slice(0, i), true), true);
       const throughMsgs = msgs.slice(0, i + 1);
-      const through = i === msgs.length - 1 ? tokens : this.tok(this.renderer.render(throughMsgs, false), true);
+      const through =
+        i === msgs.length - 1 ? tokens : this.tok(this.renderer.render(throughMsgs, false), true);
       let start = commonPrefix(before, tokens);
       if (start !== before.length) {
         // The template renders earlier turns differently when they are last (Mistral Nemo moves

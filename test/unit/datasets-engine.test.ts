@@ -78,8 +78,13 @@ describe('datasets over the contract', () => {
     assert.equal((await client.call('datasets.list', {})).length, 1);
     const ok = await client.call('datasets.import', { path: bad, acceptProblems: true });
     assert.ok(ok.status === 'imported' && ok.dataset.records === 1);
-    assert.deepEqual(await client.call('datasets.remove', { id: ok.dataset.id }), { removed: true });
-    await rejectsWith(client.call('datasets.import', { path: join(dir, 'nope.jsonl') }), 'FILE_NOT_FOUND');
+    assert.deepEqual(await client.call('datasets.remove', { id: ok.dataset.id }), {
+      removed: true,
+    });
+    await rejectsWith(
+      client.call('datasets.import', { path: join(dir, 'nope.jsonl') }),
+      'FILE_NOT_FOUND',
+    );
     await rejectsWith(client.call('datasets.show', { id: 'nope' }), 'NOT_FOUND');
   });
 
@@ -89,17 +94,31 @@ describe('datasets over the contract', () => {
     const s = await client.call('datasets.stats', { id: datasetId, modelId, seqLen: 64 });
     assert.equal(s.records, 50);
     assert.ok(s.trainedTokens > 0 && s.trainedTokens < s.totalTokens);
-    assert.equal(s.histogram.counts.reduce((a, b) => a + b, 0), 50);
+    assert.equal(
+      s.histogram.counts.reduce((a, b) => a + b, 0),
+      50,
+    );
     assert.equal(s.zeroTrained, 0);
     const p = await client.call('datasets.preview', { id: datasetId, modelId, index: 1 });
-    const trained = p.tokens.filter((t) => t.trained).map((t) => t.text).join('');
+    const trained = p.tokens
+      .filter((t) => t.trained)
+      .map((t) => t.text)
+      .join('');
     const reply = 'messages' in p.record ? p.record.messages.at(-1)!.content : '';
     assert.equal(trained, reply + '<|im_end|>');
     assert.ok(p.tokens.some((t) => t.special && t.text === '<|im_start|>'));
     assert.equal(p.warning, null);
-    const all = await client.call('datasets.preview', { id: datasetId, modelId, index: 1, mask: 'all' });
+    const all = await client.call('datasets.preview', {
+      id: datasetId,
+      modelId,
+      index: 1,
+      mask: 'all',
+    });
     assert.ok(all.tokens.every((t) => t.trained));
-    await rejectsWith(client.call('datasets.preview', { id: datasetId, modelId, index: 50 }), 'NOT_FOUND');
+    await rejectsWith(
+      client.call('datasets.preview', { id: datasetId, modelId, index: 50 }),
+      'NOT_FOUND',
+    );
   });
 
   it('warns loudly when nothing is trained at a sequence length', async () => {
@@ -114,8 +133,21 @@ describe('datasets over the contract', () => {
     const folder = join(dir, 'run');
     const { mkdirSync } = await import('node:fs');
     mkdirSync(folder);
-    const plan = await port.plan({ datasetId, model, sequenceLength: 128, validationShare: 0.1, seed: 3 });
-    const r = await port.prepare({ datasetId, model, sequenceLength: 128, validationShare: 0.1, seed: 3, folder });
+    const plan = await port.plan({
+      datasetId,
+      model,
+      sequenceLength: 128,
+      validationShare: 0.1,
+      seed: 3,
+    });
+    const r = await port.prepare({
+      datasetId,
+      model,
+      sequenceLength: 128,
+      validationShare: 0.1,
+      seed: 3,
+      folder,
+    });
     assert.ok(existsSync(r.trainFile));
     const reader = new TokenDataReader(r.trainFile);
     assert.equal(reader.nWindows, r.trainWindows);

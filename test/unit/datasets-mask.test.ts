@@ -9,7 +9,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { getLlama, LlamaLogLevel, type Llama } from 'node-llama-cpp';
 import { TokenDataReader } from '../../native/ts/token-data.ts';
-import { histogram, splitRecords, tokenStats, writeTrainerInput } from '../../core/datasets/stats.ts';
+import {
+  histogram,
+  splitRecords,
+  tokenStats,
+  writeTrainerInput,
+} from '../../core/datasets/stats.ts';
 import { RecordEncoder, type EncodedRecord } from '../../core/datasets/tokenize.ts';
 import { loadVocab, type LoadedVocab } from '../../core/datasets/vocab.ts';
 import type { Message, NormalizedRecord } from '../../core/datasets/types.ts';
@@ -65,14 +70,25 @@ function trainedSpans(v: LoadedVocab, r: EncodedRecord): { text: string; last: n
   return spans;
 }
 
-const families: { name: string; opts: () => Promise<TinyModelOptions>; eot: string; sep?: string }[] = [
+const families: {
+  name: string;
+  opts: () => Promise<TinyModelOptions>;
+  eot: string;
+  sep?: string;
+}[] = [
   { name: 'ChatML / Qwen2.5', opts: async () => ({ vocab: 'qwen2' }), eot: '<|im_end|>' },
   { name: 'Llama 3.1', opts: async () => ({ vocab: 'llama-bpe' }), eot: '<|eot_id|>' },
   { name: 'Phi-3.5', opts: async () => ({ vocab: 'phi-3' }), eot: '<|end|>' },
   {
     name: 'Mistral Nemo',
     // The Nemo template over the SPM vocab (Mistral's tokenizer family): [INST] is text here.
-    opts: async () => ({ vocab: 'llama-spm', chatTemplate: readFileSync(await llamaSourceFile('models/templates/mistralai-Mistral-Nemo-Instruct-2407.jinja'), 'utf8') }),
+    opts: async () => ({
+      vocab: 'llama-spm',
+      chatTemplate: readFileSync(
+        await llamaSourceFile('models/templates/mistralai-Mistral-Nemo-Instruct-2407.jinja'),
+        'utf8',
+      ),
+    }),
     eot: '</s>',
   },
 ];
@@ -86,12 +102,23 @@ describe('masks on real chat templates', () => {
         const r = new RecordEncoder(v, 'assistant').encode({ messages });
         const spans = trainedSpans(v, r);
         const replies = messages.filter((m) => m.role === 'assistant').map((m) => m.content);
-        assert.deepEqual(spans.map((s) => s.text), replies.map((c) => c + fam.eot), fam.name);
-        for (const s of spans) assert.ok(v.isEog(s.last), 'each span ends with an end-of-generation token');
-        assert.equal(r.trained, r.mask.reduce((a, b) => a + b, 0));
+        assert.deepEqual(
+          spans.map((s) => s.text),
+          replies.map((c) => c + fam.eot),
+          fam.name,
+        );
+        for (const s of spans)
+          assert.ok(v.isEog(s.last), 'each span ends with an end-of-generation token');
+        assert.equal(
+          r.trained,
+          r.mask.reduce((a, b) => a + b, 0),
+        );
       }
       const last = new RecordEncoder(v, 'last').encode({ messages: conv });
-      assert.deepEqual(trainedSpans(v, last).map((s) => s.text), ['It is 4.' + fam.eot]);
+      assert.deepEqual(
+        trainedSpans(v, last).map((s) => s.text),
+        ['It is 4.' + fam.eot],
+      );
       const all = new RecordEncoder(v, 'all').encode({ messages: conv });
       assert.equal(all.trained, all.tokens.length);
     });
@@ -102,7 +129,10 @@ describe('masks on real chat templates', () => {
     const r = new RecordEncoder(v).encode({ text: 'Plain prose <|im_end|> here.' });
     assert.equal(r.trained, r.tokens.length);
     assert.equal(r.tokens.at(-1), v.eos);
-    assert.ok(!r.tokens.slice(0, -1).some((t) => v.isSpecial(t)), 'no special tokens parsed from the text');
+    assert.ok(
+      !r.tokens.slice(0, -1).some((t) => v.isSpecial(t)),
+      'no special tokens parsed from the text',
+    );
   });
 
   test('a model without a chat template refuses chat records, with a message that says why', async () => {
@@ -114,8 +144,21 @@ describe('masks on real chat templates', () => {
 describe('stats, split and trainer input', () => {
   const records: NormalizedRecord[] = [
     { messages: noSystem },
-    { messages: [{ role: 'user', content: 'word '.repeat(300) }, { role: 'assistant', content: 'ok' }] },
-    { messages: [{ role: 'user', content: 'Short?' }, { role: 'assistant', content: 'Yes, a somewhat longer answer that runs on and on. '.repeat(20) }] },
+    {
+      messages: [
+        { role: 'user', content: 'word '.repeat(300) },
+        { role: 'assistant', content: 'ok' },
+      ],
+    },
+    {
+      messages: [
+        { role: 'user', content: 'Short?' },
+        {
+          role: 'assistant',
+          content: 'Yes, a somewhat longer answer that runs on and on. '.repeat(20),
+        },
+      ],
+    },
     { text: 'Some raw text for continued pre-training. '.repeat(60) },
   ];
 
@@ -124,7 +167,10 @@ describe('stats, split and trainer input', () => {
     const enc = new RecordEncoder(v);
     const s = await tokenStats(records, enc, { seqLen: 128 });
     assert.equal(s.records, 4);
-    assert.equal(s.histogram.counts.reduce((a, b) => a + b, 0), 4);
+    assert.equal(
+      s.histogram.counts.reduce((a, b) => a + b, 0),
+      4,
+    );
     assert.equal(s.zeroTrained, 0);
     assert.equal(s.dropped, 1, 'the 300-word prompt leaves nothing trained in 128 tokens');
     assert.equal(s.truncated, 1, 'the long answer is cut but still trains');
@@ -138,7 +184,10 @@ describe('stats, split and trainer input', () => {
   test('histogram buckets are 1/2/5 × 10^k wide and count every record', () => {
     const h = histogram([1, 5, 99, 100, 480]);
     assert.equal(h.edges[1]! - h.edges[0]!, 50);
-    assert.equal(h.counts.reduce((a, b) => a + b, 0), 5);
+    assert.equal(
+      h.counts.reduce((a, b) => a + b, 0),
+      5,
+    );
     assert.deepEqual(histogram([]).counts, [0]);
   });
 
@@ -146,18 +195,38 @@ describe('stats, split and trainer input', () => {
     const a = splitRecords(1000, 0.1, 42);
     assert.deepEqual(a, splitRecords(1000, 0.1, 42));
     assert.notDeepEqual(a, splitRecords(1000, 0.1, 43));
-    assert.equal(a.reduce((x, y) => x + y, 0), 100);
-    assert.equal(splitRecords(3, 0.01, 1).reduce((x, y) => x + y, 0), 1);
-    assert.equal(splitRecords(1, 0.5, 1).reduce((x, y) => x + y, 0), 0);
+    assert.equal(
+      a.reduce((x, y) => x + y, 0),
+      100,
+    );
+    assert.equal(
+      splitRecords(3, 0.01, 1).reduce((x, y) => x + y, 0),
+      1,
+    );
+    assert.equal(
+      splitRecords(1, 0.5, 1).reduce((x, y) => x + y, 0),
+      0,
+    );
   });
 
   test('the trainer input is written once in the native format and its labels are the shifted trained tokens', async () => {
     const v = await vocabFor({ vocab: 'qwen2' });
     const enc = new RecordEncoder(v);
     const stored = join(tmp, 'stored.jsonl');
-    const many: NormalizedRecord[] = Array.from({ length: 20 }, (_, i) => ({ messages: [{ role: 'user', content: `Question ${i}?` }, { role: 'assistant', content: `Answer ${i}.` }] }));
+    const many: NormalizedRecord[] = Array.from({ length: 20 }, (_, i) => ({
+      messages: [
+        { role: 'user', content: `Question ${i}?` },
+        { role: 'assistant', content: `Answer ${i}.` },
+      ],
+    }));
     writeFileSync(stored, many.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    const res = await writeTrainerInput(stored, enc, join(tmp, 'train.tokens'), join(tmp, 'val.tokens'), { seqLen: 64, validationShare: 0.1, seed: 7 });
+    const res = await writeTrainerInput(
+      stored,
+      enc,
+      join(tmp, 'train.tokens'),
+      join(tmp, 'val.tokens'),
+      { seqLen: 64, validationShare: 0.1, seed: 7 },
+    );
     assert.equal(res.validationRecords, 2);
     const reader = new TokenDataReader(join(tmp, 'train.tokens'));
     assert.equal(reader.nWindows, res.trainWindows);
@@ -184,8 +253,17 @@ describe('stats, split and trainer input', () => {
     assert.equal(val.nWindows, res.validationWindows);
     val.close();
     // Same seed, same split.
-    const again = await writeTrainerInput(stored, enc, join(tmp, 'train2.tokens'), join(tmp, 'val2.tokens'), { seqLen: 64, validationShare: 0.1, seed: 7 });
-    assert.deepEqual(readFileSync(join(tmp, 'train2.tokens')), readFileSync(join(tmp, 'train.tokens')));
+    const again = await writeTrainerInput(
+      stored,
+      enc,
+      join(tmp, 'train2.tokens'),
+      join(tmp, 'val2.tokens'),
+      { seqLen: 64, validationShare: 0.1, seed: 7 },
+    );
+    assert.deepEqual(
+      readFileSync(join(tmp, 'train2.tokens')),
+      readFileSync(join(tmp, 'train.tokens')),
+    );
     assert.equal(again.trainedTokens, res.trainedTokens);
   });
 });

@@ -23,22 +23,40 @@ function describeDataset(d: DatasetInfo): string {
     ['name', d.name],
     ['source', `${d.sourcePath} (${formatBytes(d.sourceSize)}, ${d.kind})`],
     ['format', d.format],
-    ['mapping', Object.entries(d.mapping).map(([k, v]) => (k === v ? k : `${k}=${v}`)).join(', ')],
+    [
+      'mapping',
+      Object.entries(d.mapping)
+        .map(([k, v]) => (k === v ? k : `${k}=${v}`))
+        .join(', '),
+    ],
     ['records', String(d.records)],
-    ['messages', `${s.messages} (system ${s.roles.system}, user ${s.roles.user}, assistant ${s.roles.assistant})`],
+    [
+      'messages',
+      `${s.messages} (system ${s.roles.system}, user ${s.roles.user}, assistant ${s.roles.assistant})`,
+    ],
     ['text records', String(s.textRecords)],
     ['characters', s.chars.toLocaleString('en-US')],
     ['left out', `${d.counts.invalid} invalid, ${d.counts.duplicates} duplicate(s)`],
-    ['problems', d.problems.length ? d.problems.map((p) => `${p.count} ${p.code} (${p.severity})`).join(', ') : 'none'],
+    [
+      'problems',
+      d.problems.length
+        ? d.problems.map((p) => `${p.count} ${p.code} (${p.severity})`).join(', ')
+        : 'none',
+    ],
     ['stored', `${formatBytes(d.storedBytes)}, sha256 ${d.hash}`],
     ['imported', d.createdAt],
   ]);
 }
 
 function problemLines(r: ProblemReportPayload): string {
-  const lines = r.items.map((p) => `  ${p.file}:${p.line}:${p.field ? ` ${p.field}:` : ''} ${p.severity}: expected ${p.expected}, found ${p.found}`);
+  const lines = r.items.map(
+    (p) =>
+      `  ${p.file}:${p.line}:${p.field ? ` ${p.field}:` : ''} ${p.severity}: expected ${p.expected}, found ${p.found}`,
+  );
   if (r.truncated) lines.push(`  … and ${r.errors + r.warnings - r.items.length} more`);
-  const sum = r.summary.map((s) => `${s.count} ${s.code}${s.severity === 'warning' ? ' (warning)' : ''}`).join(', ');
+  const sum = r.summary
+    .map((s) => `${s.count} ${s.code}${s.severity === 'warning' ? ' (warning)' : ''}`)
+    .join(', ');
   return `${r.errors} error(s), ${r.warnings} warning(s)${sum ? `: ${sum}` : ''}\n${lines.join('\n')}`;
 }
 
@@ -52,7 +70,9 @@ function withProgress<T>(ctx: CliContext, f: () => Promise<T>): Promise<T> {
   const tty = process.stderr.isTTY && !ctx.json;
   if (!tty) return f();
   const off = ctx.engine().events.subscribe('datasets.importProgress', (p) => {
-    process.stderr.write(`\r\x1b[K${bar(p.bytesRead, p.totalBytes)} ${formatBytes(p.bytesRead)}/${formatBytes(p.totalBytes)}  ${p.records} records`);
+    process.stderr.write(
+      `\r\x1b[K${bar(p.bytesRead, p.totalBytes)} ${formatBytes(p.bytesRead)}/${formatBytes(p.totalBytes)}  ${p.records} records`,
+    );
   });
   return f().finally(() => {
     off();
@@ -61,10 +81,17 @@ function withProgress<T>(ctx: CliContext, f: () => Promise<T>): Promise<T> {
 }
 
 function sourceParams(file: string, values: Record<string, string | boolean | undefined>) {
-  const out: { path: string; format?: DatasetInfo['format']; mapping?: ReturnType<typeof parseMapping> } = { path: file };
+  const out: {
+    path: string;
+    format?: DatasetInfo['format'];
+    mapping?: ReturnType<typeof parseMapping>;
+  } = { path: file };
   if (typeof values.format === 'string') {
     const f = datasetFormatSchema.safeParse(values.format);
-    if (!f.success) throw new UsageError(`--format: expected one of ${datasetFormatSchema.options.join(', ')}, found "${values.format}"`);
+    if (!f.success)
+      throw new UsageError(
+        `--format: expected one of ${datasetFormatSchema.options.join(', ')}, found "${values.format}"`,
+      );
     out.format = f.data;
   }
   if (typeof values.map === 'string') {
@@ -80,29 +107,44 @@ function sourceParams(file: string, values: Record<string, string | boolean | un
 function maskOf(values: Record<string, string | boolean | undefined>) {
   if (values.mask === undefined) return 'assistant' as const;
   const m = maskModeSchema.safeParse(values.mask);
-  if (!m.success) throw new UsageError(`--mask: expected one of ${maskModeSchema.options.join(', ')}, found "${String(values.mask)}"`);
+  if (!m.success)
+    throw new UsageError(
+      `--mask: expected one of ${maskModeSchema.options.join(', ')}, found "${String(values.mask)}"`,
+    );
   return m.data;
 }
 
 function seqLenOf(values: Record<string, string | boolean | undefined>): number {
   if (values['seq-len'] === undefined) return 2048;
   const n = Number(values['seq-len']);
-  if (!Number.isInteger(n) || n < 16) throw new UsageError(`--seq-len: expected an integer >= 16, found "${String(values['seq-len'])}"`);
+  if (!Number.isInteger(n) || n < 16)
+    throw new UsageError(
+      `--seq-len: expected an integer >= 16, found "${String(values['seq-len'])}"`,
+    );
   return n;
 }
 
 function describeStats(s: TokenStatsPayload): string {
   const maxCount = Math.max(1, ...s.histogram.counts);
   const hist = s.histogram.counts
-    .map((c, i) => `  ${String(s.histogram.edges[i]).padStart(6)}-${String(s.histogram.edges[i + 1]! - 1).padEnd(6)} ${'█'.repeat(Math.round((c / maxCount) * 40))} ${c}`)
+    .map(
+      (c, i) =>
+        `  ${String(s.histogram.edges[i]).padStart(6)}-${String(s.histogram.edges[i + 1]! - 1).padEnd(6)} ${'█'.repeat(Math.round((c / maxCount) * 40))} ${c}`,
+    )
     .join('\n');
   const pct = s.totalTokens ? ((100 * s.trainedTokens) / s.totalTokens).toFixed(1) : '0';
   return [
     keyValues([
       ['records', String(s.records)],
-      ['tokens', `${s.totalTokens.toLocaleString('en-US')} (mean ${s.meanTokens.toFixed(1)}, max ${s.maxTokens})`],
+      [
+        'tokens',
+        `${s.totalTokens.toLocaleString('en-US')} (mean ${s.meanTokens.toFixed(1)}, max ${s.maxTokens})`,
+      ],
       ['trained tokens', `${s.trainedTokens.toLocaleString('en-US')} (${pct}%, mask ${s.mask})`],
-      [`at seq len ${s.seqLen}`, `${s.truncated} truncated, ${s.dropped} dropped, ${s.windows} windows, ${s.trainedTokensAtSeqLen.toLocaleString('en-US')} trained tokens`],
+      [
+        `at seq len ${s.seqLen}`,
+        `${s.truncated} truncated, ${s.dropped} dropped, ${s.windows} windows, ${s.trainedTokensAtSeqLen.toLocaleString('en-US')} trained tokens`,
+      ],
     ]),
     'token lengths:',
     hist,
@@ -120,7 +162,8 @@ export const datasetsCommands: CliCommand[] = [
       name: { type: 'string' },
       'accept-problems': { type: 'boolean' },
     },
-    summary: 'Import a dataset (JSONL, JSON, CSV/TSV, Parquet, text/Markdown). --format openai|sharegpt|alpaca|completion|text, --map ours=theirs,...',
+    summary:
+      'Import a dataset (JSONL, JSON, CSV/TSV, Parquet, text/Markdown). --format openai|sharegpt|alpaca|completion|text, --map ours=theirs,...',
     async run(ctx, [file], values) {
       const params = {
         ...sourceParams(file!, values),
@@ -136,8 +179,11 @@ export const datasetsCommands: CliCommand[] = [
         );
       }
       ctx.print(r, () => {
-        const head = r.existing ? `Already imported as ${r.dataset.id} ("${r.dataset.name}").` : `Imported ${r.dataset.records} records as ${r.dataset.id}.`;
-        const probs = r.problems.errors + r.problems.warnings > 0 ? `\n${problemLines(r.problems)}` : '';
+        const head = r.existing
+          ? `Already imported as ${r.dataset.id} ("${r.dataset.name}").`
+          : `Imported ${r.dataset.records} records as ${r.dataset.id}.`;
+        const probs =
+          r.problems.errors + r.problems.warnings > 0 ? `\n${problemLines(r.problems)}` : '';
         return `${head}${probs}\n${describeDataset(r.dataset)}`;
       });
     },
@@ -146,19 +192,31 @@ export const datasetsCommands: CliCommand[] = [
     words: ['datasets', 'inspect'],
     args: ['<file>'],
     options: { format: { type: 'string' }, map: { type: 'string' } },
-    summary: 'Detect the format, preview the first records and list every problem (stores nothing).',
+    summary:
+      'Detect the format, preview the first records and list every problem (stores nothing).',
     async run(ctx, [file], values) {
-      const r = await withProgress(ctx, () => ctx.call('datasets.inspect', sourceParams(file!, values)));
+      const r = await withProgress(ctx, () =>
+        ctx.call('datasets.inspect', sourceParams(file!, values)),
+      );
       ctx.print(r, () =>
         [
           keyValues([
             ['file', `${r.path} (${formatBytes(r.size)}, ${r.kind})`],
-            ['format', `${r.detection.format} (${Math.round(r.detection.confidence * 100)}% of sampled rows)`],
+            [
+              'format',
+              `${r.detection.format} (${Math.round(r.detection.confidence * 100)}% of sampled rows)`,
+            ],
             ['mapping', JSON.stringify(r.detection.mapping)],
-            ['rows', `${r.counts.rows}: ${r.counts.valid} valid, ${r.counts.invalid} invalid, ${r.counts.duplicates} duplicate(s)`],
+            [
+              'rows',
+              `${r.counts.rows}: ${r.counts.valid} valid, ${r.counts.invalid} invalid, ${r.counts.duplicates} duplicate(s)`,
+            ],
           ]),
           'preview:',
-          ...r.preview.map((p) => `  line ${p.line}: ${p.record ? JSON.stringify(p.record).slice(0, 160) : '(invalid)'}`),
+          ...r.preview.map(
+            (p) =>
+              `  line ${p.line}: ${p.record ? JSON.stringify(p.record).slice(0, 160) : '(invalid)'}`,
+          ),
           problemLines(r.problems),
         ].join('\n'),
       );
@@ -174,7 +232,14 @@ export const datasetsCommands: CliCommand[] = [
           ? 'No datasets yet. Import one with: overnight datasets import <file>'
           : table(
               ['ID', 'NAME', 'FORMAT', 'RECORDS', 'SOURCE', 'SIZE'],
-              list.map((d) => [d.id, d.name, d.format, String(d.records), d.sourceName, formatBytes(d.storedBytes)]),
+              list.map((d) => [
+                d.id,
+                d.name,
+                d.format,
+                String(d.records),
+                d.sourceName,
+                formatBytes(d.storedBytes),
+              ]),
             ),
       );
     },
@@ -202,10 +267,17 @@ export const datasetsCommands: CliCommand[] = [
     words: ['datasets', 'stats'],
     args: ['<id>'],
     options: { model: { type: 'string' }, 'seq-len': { type: 'string' }, mask: { type: 'string' } },
-    summary: "Token stats under a model's chat template: --model <id> [--seq-len N] [--mask assistant|all|last].",
+    summary:
+      "Token stats under a model's chat template: --model <id> [--seq-len N] [--mask assistant|all|last].",
     async run(ctx, [id], values) {
-      if (typeof values.model !== 'string') throw new UsageError('--model <id> is required (see overnight models list)');
-      const s = await ctx.call('datasets.stats', { id: id!, modelId: values.model, seqLen: seqLenOf(values), mask: maskOf(values) });
+      if (typeof values.model !== 'string')
+        throw new UsageError('--model <id> is required (see overnight models list)');
+      const s = await ctx.call('datasets.stats', {
+        id: id!,
+        modelId: values.model,
+        seqLen: seqLenOf(values),
+        mask: maskOf(values),
+      });
       ctx.print(s, () => describeStats(s));
     },
   },
@@ -213,12 +285,20 @@ export const datasetsCommands: CliCommand[] = [
     words: ['datasets', 'preview'],
     args: ['<id>'],
     options: { model: { type: 'string' }, index: { type: 'string' }, mask: { type: 'string' } },
-    summary: 'One record as the model sees it; trained tokens in [[...]], special tokens as-is: --model <id> [--index N].',
+    summary:
+      'One record as the model sees it; trained tokens in [[...]], special tokens as-is: --model <id> [--index N].',
     async run(ctx, [id], values) {
-      if (typeof values.model !== 'string') throw new UsageError('--model <id> is required (see overnight models list)');
+      if (typeof values.model !== 'string')
+        throw new UsageError('--model <id> is required (see overnight models list)');
       const index = values.index === undefined ? 0 : Number(values.index);
-      if (!Number.isInteger(index) || index < 0) throw new UsageError(`--index: expected an integer >= 0, found "${String(values.index)}"`);
-      const p = await ctx.call('datasets.preview', { id: id!, modelId: values.model, index, mask: maskOf(values) });
+      if (!Number.isInteger(index) || index < 0)
+        throw new UsageError(`--index: expected an integer >= 0, found "${String(values.index)}"`);
+      const p = await ctx.call('datasets.preview', {
+        id: id!,
+        modelId: values.model,
+        index,
+        mask: maskOf(values),
+      });
       ctx.print(p, () => {
         let out = '';
         let open = false;
