@@ -61,10 +61,14 @@ export function histogram(lengths: ArrayLike<number>, maxBuckets = 24): Histogra
       break;
     }
   }
-  const n = Math.max(1, Math.floor(max / width) + 1);
+  // Start at the bucket of the shortest record: no run of empty buckets on the left.
+  let min = max;
+  for (let i = 0; i < lengths.length; i++) min = Math.min(min, lengths[i]!);
+  const first = Math.floor(min / width);
+  const n = Math.max(1, Math.floor(max / width) + 1 - first);
   const counts = new Array<number>(n).fill(0);
-  for (let i = 0; i < lengths.length; i++) counts[Math.floor(lengths[i]! / width)]!++;
-  return { edges: Array.from({ length: n + 1 }, (_, i) => i * width), counts };
+  for (let i = 0; i < lengths.length; i++) counts[Math.floor(lengths[i]! / width) - first]!++;
+  return { edges: Array.from({ length: n + 1 }, (_, i) => (first + i) * width), counts };
 }
 
 /** What one encoded record becomes at seqLen: its windows (token + mask slices). */

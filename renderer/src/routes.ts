@@ -4,6 +4,7 @@
  */
 import type { Component } from 'svelte';
 import type { IconName } from './components/icons.ts';
+import DatasetsPage from './pages/DatasetsPage.svelte';
 import ModelsPage from './pages/ModelsPage.svelte';
 import RunsPage from './pages/RunsPage.svelte';
 import SystemPage from './pages/SystemPage.svelte';
@@ -22,6 +23,7 @@ export interface Route {
 
 export const routes: Route[] = [
   { id: 'models', label: 'Models', icon: 'cube', component: ModelsPage },
+  { id: 'datasets', label: 'Datasets', icon: 'file', component: DatasetsPage },
   { id: 'runs', label: 'Runs', icon: 'chart', component: RunsPage },
   { id: 'system', label: 'System', icon: 'chip', component: SystemPage },
 ];

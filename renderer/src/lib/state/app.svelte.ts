@@ -1,6 +1,7 @@
 /** The app's state root, shared with components through context. */
 import { getContext, setContext } from 'svelte';
 import { ConnectionState } from './connection.svelte.ts';
+import { DatasetsState } from './datasets.svelte.ts';
 import { ModelsState } from './models.svelte.ts';
 import { Router } from './router.svelte.ts';
 import { RunsState } from './runs.svelte.ts';
@@ -10,6 +11,7 @@ export class AppState {
   readonly connection = new ConnectionState();
   readonly router = new Router();
   readonly models = new ModelsState(this.connection);
+  readonly datasets = new DatasetsState(this.connection);
   readonly system = new SystemState(this.connection);
   readonly runs = new RunsState(this.connection);
 }
