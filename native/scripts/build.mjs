@@ -1,1 +1,134 @@
-console.log("native build: placeholder until native/ lands")
+#!/usr/bin/env node
+// Builds the Overnight native addon (native/build/Release/overnight_native.node).
+//
+// 1. Extract llama.cpp from the git bundle shipped inside node-llama-cpp (same release as the
+//    inference runtime) into native/llama.cpp. No network.
+// 2. Reset that tree and apply native/patches/*.patch in name order.
+// 3. Configure native/CMakeLists.txt with CMake (static llama/ggml + our addon) and build it.
+//
+// Backend: OVERNIGHT_GPU (or `npm config set overnight_gpu ...`, seen as npm_config_overnight_gpu)
+//   cpu (default) | cuda | vulkan | metal  -> GGML_CUDA / GGML_VULKAN / GGML_METAL.
+// Other knobs: OVERNIGHT_NATIVE_JOBS (parallel jobs, default = cores), OVERNIGHT_SKIP_NATIVE=1
+// (skip entirely), OVERNIGHT_GGML_NATIVE=0 (portable build without -march=native).
+// Incremental: a stamp hashes patches + addon sources + options; a match skips the build.
+// `--force` reconfigures and rebuilds.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const nativeDir = join(dirname(fileURLToPath(import.meta.url)), '..');
+const rootDir = join(nativeDir, '..');
+const srcDir = join(nativeDir, 'llama.cpp');
+const buildDir = join(nativeDir, 'build');
+const patchesDir = join(nativeDir, 'patches');
+const output = join(buildDir, 'Release', 'overnight_native.node');
+const stampFile = join(buildDir, 'overnight.stamp');
+const force = process.argv.includes('--force');
+const require = createRequire(join(rootDir, 'package.json'));
+
+function log(msg) {
+  console.log(`[overnight native] ${msg}`);
+}
+function fail(msg) {
+  console.error(`[overnight native] ERROR: ${msg}`);
+  process.exit(1);
+}
+function run(cmd, args, opts = {}) {
+  log(`$ ${cmd} ${args.join(' ')}`);
+  const r = spawnSync(cmd, args, { stdio: 'inherit', ...opts });
+  if (r.error) fail(`${cmd} could not start: ${r.error.message}`);
+  if (r.status !== 0) fail(`${cmd} exited with status ${r.status}`);
+}
+
+if (process.env.OVERNIGHT_SKIP_NATIVE === '1') {
+  log('OVERNIGHT_SKIP_NATIVE=1: skipping the native build');
+  process.exit(0);
+}
+
+const gpu = (process.env.OVERNIGHT_GPU ?? process.env.npm_config_overnight_gpu ?? 'cpu').toLowerCase();
+const backendFlags = {
+  cpu: [],
+  cuda: ['-DGGML_CUDA=ON'],
+  vulkan: ['-DGGML_VULKAN=ON'],
+  metal: ['-DGGML_METAL=ON'],
+}[gpu];
+if (!backendFlags) fail(`OVERNIGHT_GPU=${gpu}: expected one of cpu, cuda, vulkan, metal`);
+if (gpu !== 'metal' && process.platform === 'darwin') backendFlags.push('-DGGML_METAL=OFF');
+const ggmlNative = process.env.OVERNIGHT_GGML_NATIVE !== '0';
+const jobs = Number(process.env.OVERNIGHT_NATIVE_JOBS ?? cpus().length) || 1;
+
+const bundle = join(rootDir, 'node_modules', 'node-llama-cpp', 'llama', 'gitRelease.bundle');
+const nodeApiHeaders = require('node-api-headers').include_dir;
+const nodeAddonApi = require('node-addon-api').include_dir.replace(/^"|"$/g, '');
+const addonApiDir = nodeAddonApi.startsWith('/') ? nodeAddonApi : join(rootDir, nodeAddonApi);
+
+const patches = existsSync(patchesDir) ? readdirSync(patchesDir).filter((f) => f.endsWith('.patch')).sort() : [];
+
+function hashInputs() {
+  const h = createHash('sha256');
+  h.update(JSON.stringify({ gpu, ggmlNative, v: 1 }));
+  const files = [join(nativeDir, 'CMakeLists.txt'), join(nativeDir, 'scripts', 'build.mjs')];
+  for (const p of patches) files.push(join(patchesDir, p));
+  for (const f of readdirSync(join(nativeDir, 'src')).sort()) files.push(join(nativeDir, 'src', f));
+  for (const f of files) {
+    h.update(f);
+    h.update(readFileSync(f));
+  }
+  if (existsSync(bundle)) h.update(String(statSync(bundle).size));
+  return h.digest('hex');
+}
+
+const stamp = hashInputs();
+if (!force && existsSync(output) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) {
+  log(`up to date (${output})`);
+  process.exit(0);
+}
+
+// 1. llama.cpp source from the bundle.
+if (!existsSync(join(srcDir, '.git'))) {
+  if (!existsSync(bundle)) fail(`llama.cpp bundle not found at ${bundle} (is node-llama-cpp 3.21.1 installed?)`);
+  log(`extracting llama.cpp from ${bundle}`);
+  run('git', ['clone', '--quiet', bundle, srcDir]);
+}
+
+// 2. Patches, applied to a clean tree; a stamp avoids touching sources (and rebuilding) when unchanged.
+const patchHash = createHash('sha256');
+for (const p of patches) patchHash.update(readFileSync(join(patchesDir, p)));
+const patchStamp = join(srcDir, '.overnight-patches');
+const wantPatch = patchHash.digest('hex');
+if (!existsSync(patchStamp) || readFileSync(patchStamp, 'utf8') !== wantPatch) {
+  log('resetting llama.cpp tree and applying patches');
+  run('git', ['-C', srcDir, 'checkout', '--quiet', '--', '.']);
+  run('git', ['-C', srcDir, 'clean', '--quiet', '-fd', '-e', '.overnight-patches']);
+  for (const p of patches) {
+    log(`applying ${p}`);
+    run('git', ['-C', srcDir, 'apply', '--whitespace=nowarn', join(patchesDir, p)]);
+  }
+  writeFileSync(patchStamp, wantPatch);
+}
+
+// 3. Configure + build.
+mkdirSync(buildDir, { recursive: true });
+const cacheExists = existsSync(join(buildDir, 'CMakeCache.txt'));
+if (force || !cacheExists || !existsSync(stampFile) || readFileSync(stampFile, 'utf8') !== stamp) {
+  log(`configuring (backend: ${gpu}, GGML_NATIVE=${ggmlNative ? 'ON' : 'OFF'})`);
+  run('cmake', [
+    '-S', nativeDir, '-B', buildDir,
+    '-DCMAKE_BUILD_TYPE=Release',
+    `-DLLAMA_CPP_DIR=${srcDir}`,
+    `-DNODE_API_HEADERS_DIR=${nodeApiHeaders}`,
+    `-DNODE_ADDON_API_DIR=${addonApiDir}`,
+    `-DGGML_NATIVE=${ggmlNative ? 'ON' : 'OFF'}`,
+    '-DGGML_CUDA=OFF', '-DGGML_VULKAN=OFF',
+    ...backendFlags,
+  ]);
+}
+log(`building with ${jobs} jobs (a full CPU build takes several minutes on 2 cores)`);
+run('cmake', ['--build', buildDir, '--config', 'Release', '--target', 'overnight_native', '-j', String(jobs)]);
+if (!existsSync(output)) fail(`build finished but ${output} is missing`);
+writeFileSync(stampFile, stamp);
+log(`built ${output}`);

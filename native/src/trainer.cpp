@@ -1,0 +1,955 @@
+// Overnight LoRA trainer. Read trainer.h first for the invariants; this file goes top to bottom:
+//   logging and errors -> model checks -> LoRA tensors -> graph (forward, loss, backward,
+//   accumulation, AdamW) -> step / eval / grad -> state, adapter, probe, utilities.
+#include "trainer.h"
+
+#include "ggml.h"
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
+#include "gguf.h"
+#include "llama.h"
+
+// internal llama.cpp headers: the model's tensors and hyper-parameters (no public accessors exist)
+#include "llama-arch.h"
+#include "llama-hparams.h"
+#include "llama-model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+
+std::string ov_write_adapter_gguf(const std::string & path, const std::string & arch, float alpha,
+        const std::vector<std::pair<std::string, std::string>> & kv,
+        const std::vector<std::pair<std::string, const ggml_tensor *>> & tensors);
+
+// ---------------------------------------------------------------------------------------------
+// logging
+// ---------------------------------------------------------------------------------------------
+
+static bool ov_verbose() {
+    static const bool v = [] { const char * e = getenv("OVERNIGHT_NATIVE_VERBOSE"); return e && *e && *e != '0'; }();
+    return v;
+}
+
+static void ov_log(const char * fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "[overnight native] ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+static void ov_llama_log(ggml_log_level level, const char * text, void *) {
+    if (ov_verbose() || level == GGML_LOG_LEVEL_ERROR) {
+        fputs(text, stderr);
+    }
+}
+
+static std::string fmt_err(const char * code, const char * fmt, ...) {
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    return std::string(code) + ": " + buf;
+}
+
+// ---------------------------------------------------------------------------------------------
+// state
+// ---------------------------------------------------------------------------------------------
+
+static const char * k_all_targets[] = { "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down" };
+
+struct ov_lora {
+    std::string name;       // base tensor name
+    ggml_tensor * w = nullptr;
+    ggml_tensor * a = nullptr, * b = nullptr;        // params   (ctx_param)
+    ggml_tensor * ga = nullptr, * gb = nullptr;      // grad accumulators (ctx_grad)
+    ggml_tensor * ma = nullptr, * va = nullptr, * mb = nullptr, * vb = nullptr;  // AdamW moments (ctx_moment)
+};
+
+struct ov_trainer {
+    ov_open_params params;
+    llama_model * model = nullptr;
+    int64_t T = 0;                      // sequence length of one window (= one micro-batch)
+    int64_t n_vocab = 0;
+    float lora_scale = 1.0f;            // alpha / rank
+
+    // per layer, per target -> LoRA pair; nullptr where the target is not trained
+    std::vector<std::map<std::string, ov_lora *>> layer_loras;
+    std::vector<ov_lora> loras;
+
+    ggml_context * ctx_param = nullptr, * ctx_grad = nullptr, * ctx_moment = nullptr;
+    ggml_backend_buffer_t buf_param = nullptr, buf_grad = nullptr, buf_moment = nullptr;
+    ggml_tensor * adamw_params = nullptr;
+    int64_t adam_t = 0;
+
+    std::vector<ggml_backend_t> backends;
+    ggml_backend_t backend_cpu = nullptr;
+    ggml_backend_sched_t sched = nullptr;
+
+    // graphs: gf = forward + loss (eval), gb = gf + backward + accumulation, gopt = AdamW
+    ggml_context * ctx_compute = nullptr;
+    ggml_cgraph * gf = nullptr, * gb = nullptr, * gopt = nullptr;
+    size_t graph_size = 0;
+    ggml_tensor * inp_tokens = nullptr, * inp_pos = nullptr, * inp_mask = nullptr;
+    ggml_tensor * inp_labels = nullptr, * inp_rowmask = nullptr, * inp_loss_scale = nullptr;
+    ggml_tensor * loss = nullptr, * loss_grad = nullptr;
+
+    std::atomic<bool> cancel{false};
+    std::atomic<bool> abort_enabled{false};
+
+    // host-side staging
+    std::vector<float> labels_host, mask_host;
+};
+
+static bool ov_abort_cb(void * ud) {
+    auto * t = static_cast<ov_trainer *>(ud);
+    return t->abort_enabled.load() && t->cancel.load();
+}
+
+// ---------------------------------------------------------------------------------------------
+// model checks (before anything reaches ggml, whose asserts abort the process)
+// ---------------------------------------------------------------------------------------------
+
+static bool ov_type_trainable(ggml_type t) {
+    switch (t) {
+        case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16:
+        case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1:
+        case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
+            return true;
+        default:
+            return false;
+    }
+}
+
+static std::string ov_check_arch_gguf(const std::string & path, std::string * arch_out) {
+    FILE * f = fopen(path.c_str(), "rb");
+    if (!f) {
+        return fmt_err("E_MODEL", "cannot open model file %s: %s", path.c_str(), strerror(errno));
+    }
+    char magic[4] = {0};
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    if (n != 4 || memcmp(magic, "GGUF", 4) != 0) {
+        return fmt_err("E_MODEL", "%s is not a GGUF file (bad magic)", path.c_str());
+    }
+    gguf_init_params gp = { /*no_alloc =*/ true, /*ctx =*/ nullptr };
+    gguf_context * g = gguf_init_from_file(path.c_str(), gp);
+    if (!g) {
+        return fmt_err("E_MODEL", "%s: cannot parse the GGUF header (truncated or corrupt file)", path.c_str());
+    }
+    std::string arch;
+    int64_t k = gguf_find_key(g, "general.architecture");
+    if (k >= 0 && gguf_get_kv_type(g, k) == GGUF_TYPE_STRING) {
+        arch = gguf_get_val_str(g, k);
+    }
+    int64_t n_expert = 0;
+    std::string key = arch + ".expert_count";
+    int64_t ke = gguf_find_key(g, key.c_str());
+    if (ke >= 0 && gguf_get_kv_type(g, ke) == GGUF_TYPE_UINT32) {
+        n_expert = gguf_get_val_u32(g, ke);
+    }
+    gguf_free(g);
+    *arch_out = arch;
+    if (arch.empty()) {
+        return fmt_err("E_ARCH", "%s has no general.architecture key", path.c_str());
+    }
+    if (arch.find("gemma") == 0) {
+        return fmt_err("E_ARCH", "architecture '%s' is not supported: its GEGLU/GELU feed-forward has no backward pass in ggml (GGML_GLU_OP_GEGLU), and its embedding scaling/soft-capping are not built by this trainer; supported: llama (incl. Mistral), qwen2, qwen3", arch.c_str());
+    }
+    if (n_expert > 0 || arch.find("moe") != std::string::npos || arch == "deepseek2" || arch == "mixtral") {
+        return fmt_err("E_ARCH", "architecture '%s' is a mixture-of-experts model: MUL_MAT_ID (expert routing) has no backward pass in ggml; supported: dense llama (incl. Mistral), qwen2, qwen3", arch.c_str());
+    }
+    if (arch != "llama" && arch != "qwen2" && arch != "qwen3") {
+        return fmt_err("E_ARCH", "architecture '%s' is not supported: the trainer builds llama-style graphs only (llama incl. Mistral, qwen2, qwen3)", arch.c_str());
+    }
+    return "";
+}
+
+static ggml_tensor * ov_target_weight(llama_layer & L, const std::string & target) {
+    if (target == "attn_q")      return L.wq;
+    if (target == "attn_k")      return L.wk;
+    if (target == "attn_v")      return L.wv;
+    if (target == "attn_output") return L.wo;
+    if (target == "ffn_gate")    return L.ffn_gate;
+    if (target == "ffn_up")      return L.ffn_up;
+    if (target == "ffn_down")    return L.ffn_down;
+    return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// deterministic RNG for LoRA init (splitmix64; independent of the C++ library)
+// ---------------------------------------------------------------------------------------------
+
+static uint64_t splitmix64(uint64_t & s) {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t fnv1a(const std::string & s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (unsigned char c : s) { h ^= c; h *= 1099511628211ULL; }
+    return h;
+}
+
+// ---------------------------------------------------------------------------------------------
+// graph
+// ---------------------------------------------------------------------------------------------
+
+// y = W x (+ bias) + scale * B (A x)
+static ggml_tensor * ov_linear(ggml_context * ctx, ov_trainer * t, ggml_tensor * w, ggml_tensor * bias,
+                               ov_lora * lora, ggml_tensor * x) {
+    ggml_tensor * y = ggml_mul_mat(ctx, w, x);
+    if (lora) {
+        ggml_tensor * ax = ggml_mul_mat(ctx, lora->a, x);      // [r, T]
+        ggml_tensor * bax = ggml_mul_mat(ctx, lora->b, ax);    // [d_out, T]
+        y = ggml_add(ctx, y, ggml_scale(ctx, bax, t->lora_scale));
+    }
+    if (bias) {
+        y = ggml_add(ctx, y, bias);
+    }
+    return y;
+}
+
+static ggml_tensor * ov_norm(ggml_context * ctx, ggml_tensor * x, ggml_tensor * w, float eps) {
+    x = ggml_rms_norm(ctx, x, eps);
+    return w ? ggml_mul(ctx, x, w) : x;
+}
+
+static std::string ov_build_graphs(ov_trainer * t) {
+    llama_model & M = *t->model;
+    const llama_hparams & hp = M.hparams;
+    const int64_t T = t->T;
+    const int64_t n_embd = hp.n_embd;
+    const int64_t n_head = hp.n_head(0), n_head_kv = hp.n_head_kv(0);
+    const int64_t hd = hp.n_embd_head_k(0);
+    const int n_rot = (int) hp.n_rot(0);
+    const float eps = hp.f_norm_rms_eps;
+    const int rope_type = llama_model_rope_type(t->model);
+    const float freq_base = hp.rope_freq_base_train, freq_scale = hp.rope_freq_scale_train;
+    const int n_ctx_orig = (int) (hp.n_ctx_orig_yarn ? hp.n_ctx_orig_yarn : hp.n_ctx_train);
+    // as llama_context derives them for non-YaRN models (YaRN/LongRoPE are refused at open)
+    const float attn_factor = hp.yarn_attn_factor * hp.rope_attn_factor;
+    const float beta_fast = hp.yarn_beta_fast, beta_slow = hp.yarn_beta_slow;
+    const float kq_scale = (M.arch == LLM_ARCH_LLAMA && hp.f_attention_scale != 0.0f) ? hp.f_attention_scale : 1.0f / sqrtf((float) hd);
+    const int64_t n_layer = hp.n_layer();
+
+    // Invariant (defect 3): the graph budget covers every tensor this context can hold, so
+    // ggml_graph_add_node can never overflow; ggml_new_tensor would fail first, and the capacity
+    // below is ~4x what a llama layer needs for forward + backward + accumulation.
+    const size_t n_tensors_cap = 8192 + (size_t) n_layer * 2048 + t->loras.size() * 16;
+    t->graph_size = n_tensors_cap + (size_t) M.n_tensors() + t->loras.size() * 8 + 64;
+    const size_t mem = n_tensors_cap * ggml_tensor_overhead() + 3 * ggml_graph_overhead_custom(t->graph_size, true);
+    ggml_init_params ip = { /*.mem_size =*/ mem, /*.mem_buffer =*/ nullptr, /*.no_alloc =*/ true };
+    t->ctx_compute = ggml_init(ip);
+    ggml_context * ctx = t->ctx_compute;
+    if (!ctx) return fmt_err("E_OOM", "cannot allocate %zu bytes of graph metadata", mem);
+
+    t->inp_tokens = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, T);            ggml_set_input(t->inp_tokens);  ggml_set_name(t->inp_tokens, "inp_tokens");
+    t->inp_pos    = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, T);            ggml_set_input(t->inp_pos);     ggml_set_name(t->inp_pos, "inp_pos");
+    t->inp_mask   = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, T, T);         ggml_set_input(t->inp_mask);    ggml_set_name(t->inp_mask, "inp_kq_mask");
+    t->inp_labels = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, t->n_vocab, T); ggml_set_input(t->inp_labels); ggml_set_name(t->inp_labels, "inp_labels");
+    t->inp_rowmask = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, 1, T);        ggml_set_input(t->inp_rowmask); ggml_set_name(t->inp_rowmask, "inp_row_mask");
+    t->inp_loss_scale = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, 1);        ggml_set_input(t->inp_loss_scale); ggml_set_name(t->inp_loss_scale, "inp_loss_scale");
+
+    ggml_tensor * x = ggml_get_rows(ctx, M.tok_embd, t->inp_tokens);     // [n_embd, T]
+
+    for (int64_t il = 0; il < n_layer; ++il) {
+        llama_layer & L = M.layers[il];
+        auto & LL = t->layer_loras[il];
+        auto lora_of = [&](const char * target) -> ov_lora * {
+            auto it = LL.find(target);
+            return it == LL.end() ? nullptr : it->second;
+        };
+
+        ggml_tensor * cur = ov_norm(ctx, x, L.attn_norm, eps);
+
+        ggml_tensor * q = ov_linear(ctx, t, L.wq, L.wq_b, lora_of("attn_q"), cur);
+        ggml_tensor * k = ov_linear(ctx, t, L.wk, L.wk_b, lora_of("attn_k"), cur);
+        ggml_tensor * v = ov_linear(ctx, t, L.wv, L.wv_b, lora_of("attn_v"), cur);
+        q = ggml_reshape_3d(ctx, q, hd, n_head, T);
+        k = ggml_reshape_3d(ctx, k, hd, n_head_kv, T);
+        v = ggml_reshape_3d(ctx, v, hd, n_head_kv, T);
+        if (L.attn_q_norm) q = ov_norm(ctx, q, L.attn_q_norm, eps);   // qwen3
+        if (L.attn_k_norm) k = ov_norm(ctx, k, L.attn_k_norm, eps);
+        q = ggml_rope_ext(ctx, q, t->inp_pos, L.rope_freqs, n_rot, rope_type, n_ctx_orig, freq_base, freq_scale,
+                          /*ext_factor =*/ 0.0f, attn_factor, beta_fast, beta_slow);
+        k = ggml_rope_ext(ctx, k, t->inp_pos, L.rope_freqs, n_rot, rope_type, n_ctx_orig, freq_base, freq_scale,
+                          0.0f, attn_factor, beta_fast, beta_slow);
+
+        // Invariant (defect 2): K and V are this micro-batch's own tensors (no KV cache leaf),
+        // so gradients reach attn_k / attn_v. The topology is identical for every micro-batch.
+        ggml_tensor * Q = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));    // [hd, T, n_head]
+        ggml_tensor * K = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));    // [hd, T, n_head_kv]
+        ggml_tensor * VT = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));   // [T, hd, n_head_kv]
+        ggml_tensor * kq = ggml_mul_mat(ctx, K, Q);                           // [T_k, T_q, n_head]
+        kq = ggml_soft_max_ext(ctx, kq, t->inp_mask, kq_scale, 0.0f);
+        ggml_tensor * kqv = ggml_mul_mat(ctx, VT, kq);                        // [hd, T_q, n_head]
+        ggml_tensor * o = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3)); // [hd, n_head, T]
+        o = ggml_reshape_2d(ctx, o, hd * n_head, T);
+        o = ov_linear(ctx, t, L.wo, L.wo_b, lora_of("attn_output"), o);
+        x = ggml_add(ctx, x, o);
+
+        cur = ov_norm(ctx, x, L.ffn_norm, eps);
+        ggml_tensor * g = ov_linear(ctx, t, L.ffn_gate, L.ffn_gate_b, lora_of("ffn_gate"), cur);
+        ggml_tensor * u = ov_linear(ctx, t, L.ffn_up, L.ffn_up_b, lora_of("ffn_up"), cur);
+        ggml_tensor * h = ggml_swiglu_split(ctx, g, u);
+        ggml_tensor * d = ov_linear(ctx, t, L.ffn_down, L.ffn_down_b, lora_of("ffn_down"), h);
+        x = ggml_add(ctx, x, d);
+    }
+    x = ov_norm(ctx, x, M.output_norm, eps);
+    ggml_tensor * logits = ggml_mul_mat(ctx, M.output ? M.output : M.tok_embd, x);   // [n_vocab, T]
+    if (M.output_b) logits = ggml_add(ctx, logits, M.output_b);
+
+    // Invariant (defect 4): masked rows have logits * 0 and an all-zero label row: their loss
+    // term is exactly 0 and the gradient through the multiply is exactly 0.
+    ggml_tensor * masked = ggml_mul(ctx, logits, t->inp_rowmask);
+    ggml_tensor * ce = ggml_cross_entropy_loss(ctx, masked, t->inp_labels);  // sum(kept CE) / T
+    t->loss = ggml_mul(ctx, ce, t->inp_loss_scale);                       // * T / N_norm
+    ggml_set_name(t->loss, "loss");
+    ggml_set_output(t->loss);
+    ggml_set_loss(t->loss);
+
+    t->gf = ggml_new_graph_custom(ctx, t->graph_size, /*grads =*/ true);
+    ggml_build_forward_expand(t->gf, t->loss);
+    const int n_fwd = ggml_graph_n_nodes(t->gf);
+
+    t->gb = ggml_graph_dup(ctx, t->gf, /*force_grads =*/ true);
+    ggml_build_backward_expand(ctx, t->gb, /*grad_accs =*/ nullptr);
+    t->loss_grad = ggml_graph_get_grad_acc(t->gb, t->loss);
+    if (!t->loss_grad) return fmt_err("E_INTERNAL", "backward graph has no loss gradient");
+    ggml_set_input(t->loss_grad);
+    for (auto & l : t->loras) {
+        ggml_tensor * da = ggml_graph_get_grad(t->gb, l.a);
+        ggml_tensor * db = ggml_graph_get_grad(t->gb, l.b);
+        if (!da || !db) return fmt_err("E_INTERNAL", "no gradient reaches %s", l.name.c_str());
+        ggml_build_forward_expand(t->gb, ggml_add_inplace(ctx, l.ga, da));
+        ggml_build_forward_expand(t->gb, ggml_add_inplace(ctx, l.gb, db));
+    }
+    const int n_bwd = ggml_graph_n_nodes(t->gb);
+
+    t->gopt = ggml_new_graph_custom(ctx, t->loras.size() * 16 + 64, false);  // leafs: a, b, grads, moments
+    for (auto & l : t->loras) {
+        ggml_build_forward_expand(t->gopt, ggml_opt_step_adamw(ctx, l.a, l.ga, l.ma, l.va, t->adamw_params));
+        ggml_build_forward_expand(t->gopt, ggml_opt_step_adamw(ctx, l.b, l.gb, l.mb, l.vb, t->adamw_params));
+    }
+    ov_log("graph: %d forward nodes, %d forward+backward nodes, budget %zu (defect 3: sized from the graph, not the inference budget)",
+           n_fwd, n_bwd, t->graph_size);
+
+    t->sched = ggml_backend_sched_new(t->backends.data(), nullptr, (int) t->backends.size(), t->graph_size, false, true);
+    if (!ggml_backend_sched_reserve(t->sched, t->gb)) {
+        return fmt_err("E_OOM", "cannot reserve compute buffers for sequence length %lld (try a shorter sequence)", (long long) T);
+    }
+    return "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// open / free
+// ---------------------------------------------------------------------------------------------
+
+static std::once_flag g_backend_once;
+
+std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_model_info * info) {
+    *out = nullptr;
+    std::call_once(g_backend_once, [] {
+        llama_log_set(ov_llama_log, nullptr);
+        llama_backend_init();
+    });
+    if (p.rank <= 0) return fmt_err("E_CONFIG", "lora.rank must be a positive integer (got %d)", p.rank);
+    if (!(p.alpha > 0.0f)) return fmt_err("E_CONFIG", "lora.alpha must be > 0 (got %g)", p.alpha);
+    if (p.seq_len < 2) return fmt_err("E_CONFIG", "seqLen must be >= 2 (got %d)", p.seq_len);
+    if (p.targets.empty()) return fmt_err("E_CONFIG", "lora.targets is empty");
+    for (const auto & tg : p.targets) {
+        bool known = false;
+        for (const char * k : k_all_targets) known = known || tg == k;
+        if (!known) return fmt_err("E_CONFIG", "unknown LoRA target '%s' (known: attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down)", tg.c_str());
+    }
+
+    std::string arch;
+    std::string err = ov_check_arch_gguf(p.model_path, &arch);
+    if (!err.empty()) return err;
+
+    auto * t = new ov_trainer();
+    t->params = p;
+    t->T = p.seq_len;
+
+    llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = p.n_gpu_layers;
+    // defect 5: repacked (CPU_REPACK) Q4_0 layouts have no OUT_PROD kernel; keep weights as stored.
+    mp.use_extra_bufts = false;
+    ov_log("forced use_extra_bufts=false: repacked CPU weight layouts cannot be differentiated through (OUT_PROD)");
+    t->model = llama_model_load_from_file(p.model_path.c_str(), mp);
+    if (!t->model) {
+        delete t;
+        return fmt_err("E_MODEL", "llama.cpp could not load %s (run with OVERNIGHT_NATIVE_VERBOSE=1 for its log)", p.model_path.c_str());
+    }
+    llama_model & M = *t->model;
+    const llama_hparams & hp = M.hparams;
+    auto fail = [&](const std::string & e) { ov_trainer_free(t); return e; };
+
+    if (hp.n_expert > 0) return fail(fmt_err("E_ARCH", "mixture-of-experts models are not supported (MUL_MAT_ID has no backward pass)"));
+    if (hp.use_kq_norm) return fail(fmt_err("E_ARCH", "Q/K L2-norm (llama4-style) is not built by this trainer"));
+    if (hp.rope_scaling_type_train == LLAMA_ROPE_SCALING_TYPE_YARN || hp.rope_scaling_type_train == LLAMA_ROPE_SCALING_TYPE_LONGROPE) {
+        return fail(fmt_err("E_ARCH", "YaRN / LongRoPE rope scaling is not built by this trainer"));
+    }
+    if (hp.n_embd_head_k(0) != hp.n_embd_head_v(0)) return fail(fmt_err("E_ARCH", "different K and V head sizes are not supported"));
+    const int64_t n_ctx_train = hp.n_ctx_train;
+    if (p.seq_len > n_ctx_train) {
+        return fail(fmt_err("E_CONFIG", "seqLen %d is longer than the model's training context (%lld tokens)", p.seq_len, (long long) n_ctx_train));
+    }
+    if (!M.tok_embd || !M.output_norm) return fail(fmt_err("E_MODEL", "model has no token embedding or output norm"));
+    t->n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(t->model));
+
+    std::vector<ggml_type> wtypes;
+    auto note_type = [&](ggml_tensor * w) {
+        if (std::find(wtypes.begin(), wtypes.end(), w->type) == wtypes.end()) wtypes.push_back(w->type);
+    };
+    for (int64_t il = 0; il < hp.n_layer(); ++il) {
+        llama_layer & L = M.layers[il];
+        if (L.wqkv) return fail(fmt_err("E_ARCH", "fused attn_qkv weights are not supported (layer %lld)", (long long) il));
+        if (L.ffn_gate_inp) return fail(fmt_err("E_ARCH", "mixture-of-experts layer %lld is not supported", (long long) il));
+        if (L.wq_s || L.wk_s || L.wv_s || L.wo_s || L.ffn_gate_s || L.ffn_up_s || L.ffn_down_s) {
+            return fail(fmt_err("E_ARCH", "per-tensor weight scales (BitNet-style) are not supported"));
+        }
+        for (const char * tg : k_all_targets) {
+            ggml_tensor * w = ov_target_weight(L, tg);
+            if (!w) return fail(fmt_err("E_ARCH", "layer %lld has no %s weight", (long long) il, tg));
+            if (!ov_type_trainable(w->type)) {
+                return fail(fmt_err("E_TYPE", "tensor %s has type %s, which has no backward kernel here (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K)", w->name, ggml_type_name(w->type)));
+            }
+            note_type(w);
+        }
+    }
+    ggml_tensor * out_w = M.output ? M.output : M.tok_embd;
+    if (!ov_type_trainable(out_w->type)) {
+        return fail(fmt_err("E_TYPE", "output tensor %s has type %s, which has no backward kernel here", out_w->name, ggml_type_name(out_w->type)));
+    }
+    note_type(out_w);
+
+    // backends: GPU devices (when layers are offloaded) first, the CPU backend last
+    if (p.n_gpu_layers > 0) {
+        for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+            ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+            if (ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU) {
+                ggml_backend_t be = ggml_backend_dev_init(dev, nullptr);
+                if (be) t->backends.push_back(be);
+            }
+        }
+    }
+    t->backend_cpu = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
+    if (!t->backend_cpu) return fail(fmt_err("E_BACKEND", "cannot initialise the CPU backend"));
+    const int n_threads = p.n_threads > 0 ? p.n_threads : (int) std::max(1u, std::thread::hardware_concurrency());
+    ggml_backend_cpu_set_n_threads(t->backend_cpu, n_threads);
+    ggml_backend_cpu_set_abort_callback(t->backend_cpu, ov_abort_cb, t);
+    t->backends.push_back(t->backend_cpu);
+
+    // LoRA tensors: params, grad accumulators and moments in three separate buffers, so that
+    // zeroing the accumulators (defect 1) can never touch the AdamW moments.
+    const size_t n_l = (size_t) hp.n_layer() * p.targets.size();
+    auto mkctx = [&](size_t n) { ggml_init_params ip = { n * ggml_tensor_overhead() + 1024, nullptr, true }; return ggml_init(ip); };
+    t->ctx_param = mkctx(2 * n_l + 1);
+    t->ctx_grad = mkctx(2 * n_l + 1);
+    t->ctx_moment = mkctx(4 * n_l + 2);
+    t->layer_loras.resize(hp.n_layer());
+    t->loras.reserve(n_l);
+    for (int64_t il = 0; il < hp.n_layer(); ++il) {
+        for (const char * tg : k_all_targets) {
+            if (std::find(p.targets.begin(), p.targets.end(), tg) == p.targets.end()) continue;
+            ggml_tensor * w = ov_target_weight(M.layers[il], tg);
+            const int64_t d_in = w->ne[0], d_out = w->ne[1];
+            if (p.rank > std::min(d_in, d_out)) {
+                return fail(fmt_err("E_CONFIG", "lora.rank %d exceeds the size of %s (%lld x %lld)", p.rank, w->name, (long long) d_in, (long long) d_out));
+            }
+            ov_lora l;
+            l.name = w->name;
+            l.w = w;
+            auto nt = [&](ggml_context * c, int64_t n0, int64_t n1, const char * suf) {
+                ggml_tensor * x = ggml_new_tensor_2d(c, GGML_TYPE_F32, n0, n1);
+                ggml_format_name(x, "%s.%s", w->name, suf);
+                return x;
+            };
+            l.a = nt(t->ctx_param, d_in, p.rank, "lora_a");
+            l.b = nt(t->ctx_param, p.rank, d_out, "lora_b");
+            ggml_set_param(l.a);
+            ggml_set_param(l.b);
+            l.ga = nt(t->ctx_grad, d_in, p.rank, "grad_a");
+            l.gb = nt(t->ctx_grad, p.rank, d_out, "grad_b");
+            l.ma = nt(t->ctx_moment, d_in, p.rank, "m_a");
+            l.va = nt(t->ctx_moment, d_in, p.rank, "v_a");
+            l.mb = nt(t->ctx_moment, p.rank, d_out, "m_b");
+            l.vb = nt(t->ctx_moment, p.rank, d_out, "v_b");
+            t->loras.push_back(l);
+        }
+    }
+    for (auto & l : t->loras) {
+        const std::string nm = l.name;
+        // target name = the part between "blk.N." and ".weight"
+        for (const char * tg : k_all_targets) {
+            if (nm.find(std::string(".") + tg + ".weight") != std::string::npos) {
+                int64_t il = atoll(nm.c_str() + 4);
+                t->layer_loras[il][tg] = &l;
+            }
+        }
+    }
+    t->adamw_params = ggml_new_tensor_1d(t->ctx_moment, GGML_TYPE_F32, 7);
+    ggml_set_name(t->adamw_params, "adamw_params");
+
+    // Buffers live on the device of the first layer's weights (CPU unless offloaded).
+    ggml_backend_buffer_type_t buft = ggml_backend_cpu_buffer_type();
+    if (p.n_gpu_layers > 0 && t->backends.size() > 1) {
+        buft = ggml_backend_get_default_buffer_type(t->backends[0]);
+        ov_log("LoRA tensors on %s (offloaded run)", ggml_backend_buft_name(buft));
+    }
+    t->buf_param = ggml_backend_alloc_ctx_tensors_from_buft(t->ctx_param, buft);
+    t->buf_grad = ggml_backend_alloc_ctx_tensors_from_buft(t->ctx_grad, buft);
+    t->buf_moment = ggml_backend_alloc_ctx_tensors_from_buft(t->ctx_moment, buft);
+    if (!t->buf_param || !t->buf_grad || !t->buf_moment) return fail(fmt_err("E_OOM", "cannot allocate LoRA buffers"));
+    ggml_backend_buffer_clear(t->buf_param, 0);
+    ggml_backend_buffer_clear(t->buf_grad, 0);
+    ggml_backend_buffer_clear(t->buf_moment, 0);
+
+    // init: A ~ U(-1/sqrt(d_in), 1/sqrt(d_in)) seeded per tensor name, B = 0 (adapted model == base)
+    for (auto & l : t->loras) {
+        uint64_t s = p.seed ^ fnv1a(l.name);
+        std::vector<float> a((size_t) ggml_nelements(l.a));
+        const float bound = 1.0f / sqrtf((float) l.a->ne[0]);
+        for (auto & v : a) {
+            const double u = (double) (splitmix64(s) >> 11) * (1.0 / 9007199254740992.0);
+            v = (float) ((2.0 * u - 1.0) * bound);
+        }
+        ggml_backend_tensor_set(l.a, a.data(), 0, a.size() * sizeof(float));
+    }
+    t->lora_scale = p.alpha / (float) p.rank;
+
+    err = ov_build_graphs(t);
+    if (!err.empty()) return fail(err);
+
+    t->labels_host.assign((size_t) t->n_vocab * t->T, 0.0f);
+    t->mask_host.assign((size_t) t->T * t->T, 0.0f);
+
+    if (info) {
+        char buf[256];
+        llama_model_desc(t->model, buf, sizeof(buf));
+        info->arch = llm_arch_name(M.arch);
+        info->desc = buf;
+        info->n_vocab = t->n_vocab;
+        info->n_embd = hp.n_embd;
+        info->n_layer = hp.n_layer();
+        info->n_head = hp.n_head(0);
+        info->n_head_kv = hp.n_head_kv(0);
+        info->n_ff = hp.n_ff(0);
+        info->n_ctx_train = n_ctx_train;
+        int64_t n = 0;
+        for (auto & l : t->loras) n += ggml_nelements(l.a) + ggml_nelements(l.b);
+        info->n_lora_params = n;
+        for (ggml_type ty : wtypes) info->weight_types.push_back(ggml_type_name(ty));
+        std::string be;
+        for (auto * b : t->backends) { if (!be.empty()) be += ","; be += ggml_backend_name(b); }
+        info->backend = be;
+    }
+    *out = t;
+    return "";
+}
+
+void ov_trainer_free(ov_trainer * t) {
+    if (!t) return;
+    if (t->sched) ggml_backend_sched_free(t->sched);
+    if (t->ctx_compute) ggml_free(t->ctx_compute);
+    if (t->buf_param) ggml_backend_buffer_free(t->buf_param);
+    if (t->buf_grad) ggml_backend_buffer_free(t->buf_grad);
+    if (t->buf_moment) ggml_backend_buffer_free(t->buf_moment);
+    if (t->ctx_param) ggml_free(t->ctx_param);
+    if (t->ctx_grad) ggml_free(t->ctx_grad);
+    if (t->ctx_moment) ggml_free(t->ctx_moment);
+    for (auto * b : t->backends) ggml_backend_free(b);
+    if (t->model) llama_model_free(t->model);
+    delete t;
+}
+
+void ov_trainer_cancel(ov_trainer * t, bool on) { t->cancel.store(on); }
+
+// ---------------------------------------------------------------------------------------------
+// one window -> graph inputs
+// ---------------------------------------------------------------------------------------------
+
+static std::string ov_check_window(ov_trainer * t, const ov_window & w, int64_t * n_kept) {
+    const int64_t T = t->T;
+    if ((int64_t) w.tokens.size() != T || (int64_t) w.labels.size() != T) {
+        return fmt_err("E_INPUT", "window has %zu tokens and %zu labels, expected %lld of each (the sequence length)", w.tokens.size(), w.labels.size(), (long long) T);
+    }
+    if (!w.segments.empty() && (int64_t) w.segments.size() != T) {
+        return fmt_err("E_INPUT", "window has %zu segment ids, expected %lld", w.segments.size(), (long long) T);
+    }
+    int64_t n = 0;
+    for (int64_t i = 0; i < T; ++i) {
+        if (w.tokens[i] < 0 || w.tokens[i] >= t->n_vocab) {
+            return fmt_err("E_INPUT", "token %d at position %lld is outside the vocabulary [0, %lld)", w.tokens[i], (long long) i, (long long) t->n_vocab);
+        }
+        if (w.labels[i] < -1 || w.labels[i] >= t->n_vocab) {
+            return fmt_err("E_INPUT", "label %d at position %lld is neither -1 nor a token id < %lld", w.labels[i], (long long) i, (long long) t->n_vocab);
+        }
+        n += w.labels[i] >= 0;
+    }
+    *n_kept = n;
+    return "";
+}
+
+// positions restart at each segment, attention is causal and stays inside the segment
+static void ov_set_inputs(ov_trainer * t, const ov_window & w, float loss_scale) {
+    const int64_t T = t->T, V = t->n_vocab;
+    std::vector<int32_t> pos(T);
+    const bool segs = !w.segments.empty();
+    for (int64_t i = 0; i < T; ++i) {
+        if (i == 0 || (segs && w.segments[i] != w.segments[i - 1])) pos[i] = 0;
+        else pos[i] = pos[i - 1] + 1;
+    }
+    const float ninf = -INFINITY;
+    for (int64_t iq = 0; iq < T; ++iq) {
+        float * row = t->mask_host.data() + iq * T;
+        for (int64_t ik = 0; ik < T; ++ik) {
+            const bool ok = ik <= iq && (!segs || w.segments[ik] == w.segments[iq]);
+            row[ik] = ok ? 0.0f : ninf;
+        }
+    }
+    std::vector<float> rowmask(T);
+    std::fill(t->labels_host.begin(), t->labels_host.end(), 0.0f);
+    for (int64_t i = 0; i < T; ++i) {
+        rowmask[i] = w.labels[i] >= 0 ? 1.0f : 0.0f;
+        if (w.labels[i] >= 0) t->labels_host[(size_t) i * V + w.labels[i]] = 1.0f;
+    }
+    ggml_backend_tensor_set(t->inp_tokens, w.tokens.data(), 0, T * sizeof(int32_t));
+    ggml_backend_tensor_set(t->inp_pos, pos.data(), 0, T * sizeof(int32_t));
+    ggml_backend_tensor_set(t->inp_mask, t->mask_host.data(), 0, t->mask_host.size() * sizeof(float));
+    ggml_backend_tensor_set(t->inp_labels, t->labels_host.data(), 0, t->labels_host.size() * sizeof(float));
+    ggml_backend_tensor_set(t->inp_rowmask, rowmask.data(), 0, T * sizeof(float));
+    ggml_backend_tensor_set(t->inp_loss_scale, &loss_scale, 0, sizeof(float));
+}
+
+// allocate + set inputs + compute; returns the loss value
+static std::string ov_run(ov_trainer * t, ggml_cgraph * g, const ov_window * w, float loss_scale, bool abortable, float * loss_out) {
+    ggml_backend_sched_reset(t->sched);
+    if (!ggml_backend_sched_alloc_graph(t->sched, g)) {
+        return fmt_err("E_OOM", "cannot allocate the compute graph");
+    }
+    if (w) {
+        ov_set_inputs(t, *w, loss_scale);
+        if (g == t->gb) {
+            const float one = 1.0f;
+            ggml_backend_tensor_set(t->loss_grad, &one, 0, sizeof(float));
+        }
+    }
+    t->abort_enabled.store(abortable);
+    const ggml_status st = ggml_backend_sched_graph_compute(t->sched, g);
+    t->abort_enabled.store(false);
+    if (st == GGML_STATUS_ABORTED) return fmt_err("E_CANCELLED", "cancelled");
+    if (st != GGML_STATUS_SUCCESS) return fmt_err("E_COMPUTE", "graph compute failed (status %d)", (int) st);
+    if (loss_out) ggml_backend_tensor_get(t->loss, loss_out, 0, sizeof(float));
+    return "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// step / grad / eval
+// ---------------------------------------------------------------------------------------------
+
+using ov_clock = std::chrono::steady_clock;
+
+std::string ov_trainer_step(ov_trainer * t, const std::vector<ov_window> & mbs, const ov_adamw & opt, ov_step_result * res) {
+    const auto t0 = ov_clock::now();
+    if (mbs.empty()) return fmt_err("E_INPUT", "a step needs at least one window");
+    if (!(opt.lr >= 0.0f) || !(opt.beta1 >= 0.0f && opt.beta1 < 1.0f) || !(opt.beta2 >= 0.0f && opt.beta2 < 1.0f) || !(opt.eps > 0.0f) || !(opt.weight_decay >= 0.0f)) {
+        return fmt_err("E_CONFIG", "invalid AdamW parameters (lr %g, beta1 %g, beta2 %g, eps %g, weight decay %g)", opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay);
+    }
+    std::vector<int64_t> kept(mbs.size());
+    int64_t n_step = 0;
+    for (size_t i = 0; i < mbs.size(); ++i) {
+        std::string e = ov_check_window(t, mbs[i], &kept[i]);
+        if (!e.empty()) return e;
+        n_step += kept[i];
+    }
+    *res = ov_step_result{};
+    if (n_step == 0) return fmt_err("E_NO_TOKENS", "no trained tokens in this step (every label is -1)");
+    if (t->cancel.load()) return fmt_err("E_CANCELLED", "cancelled");
+
+    // defect 1: zero the accumulators at the start of every accumulation cycle (moments untouched)
+    ggml_backend_buffer_clear(t->buf_grad, 0);
+    double loss = 0.0;
+    for (size_t i = 0; i < mbs.size(); ++i) {
+        if (kept[i] == 0) continue;
+        float l = 0.0f;
+        std::string e = ov_run(t, t->gb, &mbs[i], (float) t->T / (float) n_step, true, &l);
+        if (!e.empty()) return e;
+        loss += l;
+    }
+    if (!std::isfinite(loss)) return fmt_err("E_DIVERGED", "loss is not finite (%g); lower the learning rate", loss);
+
+    t->adam_t += 1;
+    const float p[7] = { opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay,
+                         (float) (1.0 / (1.0 - pow(opt.beta1, (double) t->adam_t))),
+                         (float) (1.0 / (1.0 - pow(opt.beta2, (double) t->adam_t))) };
+    ggml_backend_tensor_set(t->adamw_params, p, 0, sizeof(p));
+    std::string e = ov_run(t, t->gopt, nullptr, 0.0f, /*abortable =*/ false, nullptr);  // never half-apply an update
+    if (!e.empty()) return e;
+
+    res->loss = loss;
+    res->n_trained = n_step;
+    res->ms = std::chrono::duration<double, std::milli>(ov_clock::now() - t0).count();
+    return "";
+}
+
+std::string ov_trainer_grad(ov_trainer * t, const ov_window & w, ov_step_result * res) {
+    int64_t kept = 0;
+    std::string e = ov_check_window(t, w, &kept);
+    if (!e.empty()) return e;
+    if (kept == 0) return fmt_err("E_NO_TOKENS", "no trained tokens in this window");
+    ggml_backend_buffer_clear(t->buf_grad, 0);
+    float l = 0.0f;
+    e = ov_run(t, t->gb, &w, (float) t->T / (float) kept, true, &l);
+    if (!e.empty()) return e;
+    res->loss = l;
+    res->n_trained = kept;
+    return "";
+}
+
+std::string ov_trainer_eval(ov_trainer * t, const std::vector<ov_window> & ws, double * loss_sum, int64_t * n_trained) {
+    *loss_sum = 0.0;
+    *n_trained = 0;
+    for (const auto & w : ws) {
+        int64_t kept = 0;
+        std::string e = ov_check_window(t, w, &kept);
+        if (!e.empty()) return e;
+        if (kept == 0) continue;
+        float l = 0.0f;
+        e = ov_run(t, t->gf, &w, (float) t->T, true, &l);   // value = sum of CE over kept tokens
+        if (!e.empty()) return e;
+        *loss_sum += l;
+        *n_trained += kept;
+    }
+    return "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// tensors and state
+// ---------------------------------------------------------------------------------------------
+
+std::vector<ov_lora_info> ov_trainer_loras(ov_trainer * t) {
+    std::vector<ov_lora_info> r;
+    for (auto & l : t->loras) r.push_back({ l.name, l.w->ne[0], l.w->ne[1] });
+    return r;
+}
+
+static ggml_tensor * ov_find(ov_trainer * t, const std::string & name, const std::string & kind) {
+    for (auto & l : t->loras) {
+        if (l.name != name) continue;
+        if (kind == "a") return l.a;
+        if (kind == "b") return l.b;
+        if (kind == "grad_a") return l.ga;
+        if (kind == "grad_b") return l.gb;
+        if (kind == "m_a") return l.ma;
+        if (kind == "v_a") return l.va;
+        if (kind == "m_b") return l.mb;
+        if (kind == "v_b") return l.vb;
+    }
+    return nullptr;
+}
+
+std::string ov_trainer_get_tensor(ov_trainer * t, const std::string & name, const std::string & kind, std::vector<float> * out) {
+    ggml_tensor * x = ov_find(t, name, kind);
+    if (!x) return fmt_err("E_INPUT", "no LoRA tensor '%s' of kind '%s'", name.c_str(), kind.c_str());
+    out->resize((size_t) ggml_nelements(x));
+    ggml_backend_tensor_get(x, out->data(), 0, ggml_nbytes(x));
+    return "";
+}
+
+std::string ov_trainer_set_tensor(ov_trainer * t, const std::string & name, const std::string & kind, const std::vector<float> & in) {
+    ggml_tensor * x = ov_find(t, name, kind);
+    if (!x) return fmt_err("E_INPUT", "no LoRA tensor '%s' of kind '%s'", name.c_str(), kind.c_str());
+    if ((int64_t) in.size() != ggml_nelements(x)) return fmt_err("E_INPUT", "%s.%s has %lld elements, got %zu", name.c_str(), kind.c_str(), (long long) ggml_nelements(x), in.size());
+    ggml_backend_tensor_set(x, in.data(), 0, ggml_nbytes(x));
+    return "";
+}
+
+// order: for each LoRA pair: a, b, m_a, v_a, m_b, v_b
+std::string ov_trainer_get_state(ov_trainer * t, std::vector<uint8_t> * out, int64_t * adam_t) {
+    size_t total = 0;
+    for (auto & l : t->loras) total += 3 * (ggml_nbytes(l.a) + ggml_nbytes(l.b));
+    out->resize(total);
+    size_t off = 0;
+    for (auto & l : t->loras) {
+        for (ggml_tensor * x : { l.a, l.b, l.ma, l.va, l.mb, l.vb }) {
+            ggml_backend_tensor_get(x, out->data() + off, 0, ggml_nbytes(x));
+            off += ggml_nbytes(x);
+        }
+    }
+    *adam_t = t->adam_t;
+    return "";
+}
+
+std::string ov_trainer_set_state(ov_trainer * t, const std::vector<uint8_t> & in, int64_t adam_t) {
+    size_t total = 0;
+    for (auto & l : t->loras) total += 3 * (ggml_nbytes(l.a) + ggml_nbytes(l.b));
+    if (in.size() != total) {
+        return fmt_err("E_CHECKPOINT", "checkpoint state has %zu bytes, this model + LoRA config needs %zu (different model, rank or targets?)", in.size(), total);
+    }
+    if (adam_t < 0) return fmt_err("E_CHECKPOINT", "negative optimizer step count");
+    size_t off = 0;
+    for (auto & l : t->loras) {
+        for (ggml_tensor * x : { l.a, l.b, l.ma, l.va, l.mb, l.vb }) {
+            ggml_backend_tensor_set(x, in.data() + off, 0, ggml_nbytes(x));
+            off += ggml_nbytes(x);
+        }
+    }
+    t->adam_t = adam_t;
+    return "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// adapter export, probe, tokenizer
+// ---------------------------------------------------------------------------------------------
+
+std::string ov_trainer_save_adapter(ov_trainer * t, const std::string & path, const std::vector<std::pair<std::string, std::string>> & kv) {
+    std::vector<std::pair<std::string, const ggml_tensor *>> ts;
+    for (auto & l : t->loras) {
+        ts.push_back({ l.name + ".lora_a", l.a });
+        ts.push_back({ l.name + ".lora_b", l.b });
+    }
+    return ov_write_adapter_gguf(path, llm_arch_name(t->model->arch), t->params.alpha, kv, ts);
+}
+
+std::string ov_trainer_probe(ov_trainer * t, const ov_probe_params & p, std::vector<int32_t> * out_tokens, std::string * text) {
+    if (p.prompt.empty()) return fmt_err("E_INPUT", "probe prompt is empty");
+    if (p.max_tokens <= 0) return fmt_err("E_INPUT", "probe maxTokens must be > 0");
+    for (int32_t tok : p.prompt) {
+        if (tok < 0 || tok >= t->n_vocab) return fmt_err("E_INPUT", "probe token %d is outside the vocabulary", tok);
+    }
+    const int64_t n_ctx_need = (int64_t) p.prompt.size() + p.max_tokens;
+    if (n_ctx_need > t->model->hparams.n_ctx_train) return fmt_err("E_INPUT", "probe prompt + maxTokens (%lld) exceeds the model context", (long long) n_ctx_need);
+
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = (uint32_t) std::max<int64_t>(256, n_ctx_need);
+    cp.n_batch = cp.n_ctx;
+    cp.n_ubatch = std::min<uint32_t>(cp.n_ctx, 512);
+    cp.n_threads = cp.n_threads_batch = t->params.n_threads > 0 ? t->params.n_threads : (int) std::max(1u, std::thread::hardware_concurrency());
+    cp.no_perf = true;
+    llama_context * ctx = llama_init_from_model(t->model, cp);
+    if (!ctx) return fmt_err("E_PROBE", "cannot create an inference context for the probe");
+    llama_adapter_lora * ad = nullptr;
+    if (!p.adapter_path.empty()) {
+        ad = llama_adapter_lora_init(t->model, p.adapter_path.c_str());
+        if (!ad) { llama_free(ctx); return fmt_err("E_PROBE", "llama.cpp rejected the adapter %s", p.adapter_path.c_str()); }
+        float scale = 1.0f;
+        llama_set_adapters_lora(ctx, &ad, 1, &scale);
+    }
+    llama_sampler * smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    if (p.temperature > 0.0f) {
+        llama_sampler_chain_add(smpl, llama_sampler_init_temp(p.temperature));
+        llama_sampler_chain_add(smpl, llama_sampler_init_dist(p.seed));
+    } else {
+        llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
+    }
+    const llama_vocab * vocab = llama_model_get_vocab(t->model);
+    std::vector<llama_token> prompt(p.prompt.begin(), p.prompt.end());
+    std::string err;
+    llama_batch batch = llama_batch_get_one(prompt.data(), (int32_t) prompt.size());
+    out_tokens->clear();
+    llama_token tok = 0;
+    for (int i = 0; i < p.max_tokens; ++i) {
+        if (llama_decode(ctx, batch) != 0) { err = fmt_err("E_PROBE", "llama_decode failed"); break; }
+        tok = llama_sampler_sample(smpl, ctx, -1);
+        if (llama_vocab_is_eog(vocab, tok)) break;
+        out_tokens->push_back(tok);
+        batch = llama_batch_get_one(&tok, 1);
+    }
+    llama_sampler_free(smpl);
+    llama_free(ctx);
+    if (ad) llama_adapter_lora_free(ad);
+    if (!err.empty()) return err;
+    return ov_trainer_detokenize(t, *out_tokens, text);
+}
+
+std::string ov_trainer_tokenize(ov_trainer * t, const std::string & text, bool add_special, std::vector<int32_t> * out) {
+    const llama_vocab * vocab = llama_model_get_vocab(t->model);
+    int32_t n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), nullptr, 0, add_special, true);
+    if (n < 0) n = -n;
+    out->resize(n);
+    int32_t m = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), out->data(), n, add_special, true);
+    if (m < 0) return fmt_err("E_INPUT", "tokenization failed");
+    out->resize(m);
+    return "";
+}
+
+std::string ov_trainer_detokenize(ov_trainer * t, const std::vector<int32_t> & toks, std::string * out) {
+    const llama_vocab * vocab = llama_model_get_vocab(t->model);
+    std::vector<char> buf(toks.size() * 16 + 64);
+    int32_t n = llama_detokenize(vocab, toks.data(), (int32_t) toks.size(), buf.data(), (int32_t) buf.size(), false, false);
+    if (n < 0) {
+        buf.resize(-n + 1);
+        n = llama_detokenize(vocab, toks.data(), (int32_t) toks.size(), buf.data(), (int32_t) buf.size(), false, false);
+    }
+    if (n < 0) return fmt_err("E_INPUT", "detokenization failed");
+    out->assign(buf.data(), n);
+    return "";
+}
+
+void ov_trainer_device_memory(ov_trainer * t, int64_t * used, int64_t * total) {
+    *used = -1;
+    *total = -1;
+    for (auto * b : t->backends) {
+        ggml_backend_dev_t dev = ggml_backend_get_device(b);
+        if (!dev || ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_GPU) continue;
+        size_t fr = 0, tot = 0;
+        ggml_backend_dev_memory(dev, &fr, &tot);
+        if (*used < 0) { *used = 0; *total = 0; }
+        *used += (int64_t) (tot - fr);
+        *total += (int64_t) tot;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// matmul peak (the benchmark's reference)
+// ---------------------------------------------------------------------------------------------
+
+double ov_bench_matmul_gflops(int n, int n_threads, int reps) {
+    std::call_once(g_backend_once, [] {
+        llama_log_set(ov_llama_log, nullptr);
+        llama_backend_init();
+    });
+    ggml_init_params ip = { 16 * ggml_tensor_overhead() + ggml_graph_overhead(), nullptr, true };
+    ggml_context * ctx = ggml_init(ip);
+    ggml_tensor * a = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n, n);
+    ggml_tensor * b = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n, n);
+    ggml_tensor * c = ggml_mul_mat(ctx, a, b);
+    ggml_cgraph * g = ggml_new_graph(ctx);
+    ggml_build_forward_expand(g, c);
+    ggml_backend_t be = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
+    ggml_backend_cpu_set_n_threads(be, n_threads > 0 ? n_threads : (int) std::max(1u, std::thread::hardware_concurrency()));
+    ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors(ctx, be);
+    std::vector<float> data((size_t) n * n);
+    uint64_t s = 1;
+    for (auto & v : data) v = (float) ((splitmix64(s) >> 40) * (1.0 / 16777216.0)) - 0.5f;
+    ggml_backend_tensor_set(a, data.data(), 0, ggml_nbytes(a));
+    ggml_backend_tensor_set(b, data.data(), 0, ggml_nbytes(b));
+    ggml_backend_graph_compute(be, g);  // warm-up
+    double best = 0.0;
+    for (int r = 0; r < reps; ++r) {
+        const auto t0 = ov_clock::now();
+        ggml_backend_graph_compute(be, g);
+        const double s_el = std::chrono::duration<double>(ov_clock::now() - t0).count();
+        best = std::max(best, 2.0 * n * (double) n * n / s_el / 1e9);
+    }
+    ggml_backend_buffer_free(buf);
+    ggml_backend_free(be);
+    ggml_free(ctx);
+    return best;
+}

@@ -1,0 +1,244 @@
+// Typed binding of the native trainer (native/build/Release/overnight_native.node).
+// Nothing else in the project loads the raw addon. Long calls return Promises and run off the JS
+// thread; failures reject with NativeError (code = E_ARCH, E_TYPE, E_CONFIG, E_INPUT, E_OOM,
+// E_CANCELLED, E_CHECKPOINT, ...). The addon holds llama.cpp/ggml: load it only in the training
+// child process (core/training/worker.ts), never beside node-llama-cpp in the engine process.
+import { createRequire } from 'node:module';
+import { existsSync, renameSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TokenWindow } from './token-data.ts';
+
+export const LORA_TARGETS = ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'] as const;
+export type LoraTargetName = (typeof LORA_TARGETS)[number];
+
+export class NativeError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'NativeError';
+  }
+}
+
+export interface OpenOptions {
+  modelPath: string;
+  targets?: readonly LoraTargetName[];
+  rank?: number;
+  alpha?: number;
+  seed?: number;
+  seqLen: number;
+  threads?: number;
+  gpuLayers?: number;
+}
+
+export interface ModelInfo {
+  arch: string;
+  desc: string;
+  nVocab: number;
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nHeadKv: number;
+  nFf: number;
+  nCtxTrain: number;
+  nLoraParams: number;
+  backend: string;
+  weightTypes: string[];
+}
+
+export interface AdamWOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+}
+
+export interface StepResult {
+  /** Mean loss per trained token over the optimizer step. */
+  loss: number;
+  nTrained: number;
+  ms: number;
+}
+
+export interface ProbeOptions {
+  prompt: Int32Array;
+  maxTokens?: number;
+  /** 0 = greedy. */
+  temperature?: number;
+  seed?: number;
+}
+
+export type TensorKind = 'a' | 'b' | 'grad_a' | 'grad_b' | 'm_a' | 'v_a' | 'm_b' | 'v_b';
+
+interface RawTrainer {
+  open(o: object): Promise<ModelInfo>;
+  step(w: TokenWindow[], o: object): Promise<StepResult>;
+  grad(w: TokenWindow): Promise<StepResult>;
+  evaluate(w: TokenWindow[]): Promise<{ lossSum: number; nTrained: number }>;
+  loras(): { name: string; dIn: number; dOut: number }[];
+  getTensor(name: string, kind: string): Float32Array;
+  setTensor(name: string, kind: string, d: Float32Array): void;
+  getState(): { state: Buffer; adamT: number };
+  setState(b: Buffer, adamT: number): void;
+  saveAdapter(path: string, kv: Record<string, string>): Promise<void>;
+  probe(o: object): Promise<{ tokens: Int32Array; text: string }>;
+  tokenize(text: string, addSpecial: boolean): Int32Array;
+  detokenize(t: Int32Array): string;
+  cancel(on?: boolean): void;
+  deviceMemory(): { used: number; total: number };
+  close(): void;
+}
+interface RawAddon {
+  Trainer: new () => RawTrainer;
+  benchMatmul(n: number, threads: number, reps: number): Promise<number>;
+  peakRss(): number;
+}
+
+export const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'build', 'Release', 'overnight_native.node');
+
+let addon: RawAddon | null = null;
+export function loadAddon(): RawAddon {
+  if (addon) return addon;
+  if (!existsSync(ADDON_PATH)) {
+    throw new NativeError('E_NO_ADDON', `native trainer not built: ${ADDON_PATH} is missing (run npm run build:native)`);
+  }
+  const require = createRequire(import.meta.url);
+  addon = require(ADDON_PATH) as RawAddon;
+  return addon;
+}
+
+function wrap(e: unknown): NativeError {
+  if (e instanceof NativeError) return e;
+  const err = e as { code?: string; message?: string };
+  return new NativeError(err.code ?? 'E_NATIVE', err.message ?? String(e));
+}
+
+async function call<T>(p: () => Promise<T>): Promise<T> {
+  try {
+    return await p();
+  } catch (e) {
+    throw wrap(e);
+  }
+}
+function sync<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw wrap(e);
+  }
+}
+
+export class Trainer {
+  private raw: RawTrainer;
+  info!: ModelInfo;
+  readonly options: Required<Omit<OpenOptions, 'targets'>> & { targets: LoraTargetName[] };
+
+  private constructor(o: OpenOptions) {
+    this.raw = new (loadAddon().Trainer)();
+    this.options = {
+      modelPath: o.modelPath,
+      targets: [...(o.targets ?? LORA_TARGETS)],
+      rank: o.rank ?? 16,
+      alpha: o.alpha ?? 32,
+      seed: o.seed ?? 42,
+      seqLen: o.seqLen,
+      threads: o.threads ?? 0,
+      gpuLayers: o.gpuLayers ?? 0,
+    };
+  }
+
+  /** Loads the model, validates it and the LoRA config, builds the training graph. */
+  static async open(o: OpenOptions): Promise<Trainer> {
+    const t = new Trainer(o);
+    const opt = t.options;
+    for (const tg of opt.targets) {
+      if (!(LORA_TARGETS as readonly string[]).includes(tg)) {
+        throw new NativeError('E_CONFIG', `unknown LoRA target '${tg}' (known: ${LORA_TARGETS.join(', ')})`);
+      }
+    }
+    for (const k of ['rank', 'seqLen', 'seed', 'threads', 'gpuLayers'] as const) {
+      if (!Number.isInteger(opt[k]) || opt[k] < (k === 'gpuLayers' ? -1 : 0)) {
+        throw new NativeError('E_CONFIG', `${k} must be a non-negative integer (got ${opt[k]})`);
+      }
+    }
+    if (opt.seed > 2 ** 53) throw new NativeError('E_CONFIG', 'seed is too large');
+    t.info = await call(() => t.raw.open({ ...opt, gpuLayers: opt.gpuLayers < 0 ? 999 : opt.gpuLayers }));
+    return t;
+  }
+
+  step(windows: TokenWindow[], adamw: AdamWOptions): Promise<StepResult> {
+    return call(() => this.raw.step(windows, adamw));
+  }
+  /** Zeroes the gradient accumulators and computes d(mean loss)/d(A, B) for one window (no update). */
+  grad(window: TokenWindow): Promise<StepResult> {
+    return call(() => this.raw.grad(window));
+  }
+  /** Forward only: summed loss over the trained tokens of the windows. */
+  evaluate(windows: TokenWindow[]): Promise<{ lossSum: number; nTrained: number }> {
+    return call(() => this.raw.evaluate(windows));
+  }
+  loras(): { name: string; dIn: number; dOut: number }[] {
+    return sync(() => this.raw.loras());
+  }
+  getTensor(name: string, kind: TensorKind): Float32Array {
+    return sync(() => this.raw.getTensor(name, kind));
+  }
+  setTensor(name: string, kind: TensorKind, data: Float32Array): void {
+    sync(() => this.raw.setTensor(name, kind, data));
+  }
+  getState(): { state: Buffer; adamT: number } {
+    return sync(() => this.raw.getState());
+  }
+  setState(state: Buffer, adamT: number): void {
+    sync(() => this.raw.setState(state, adamT));
+  }
+  /** Writes the adapter GGUF atomically (temp file + rename). */
+  async saveAdapter(path: string, metadata: Record<string, string> = {}): Promise<void> {
+    const tmp = `${path}.tmp-${process.pid}`;
+    try {
+      await call(() => this.raw.saveAdapter(tmp, metadata));
+      renameSync(tmp, path);
+    } catch (e) {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        /* not written */
+      }
+      throw wrap(e);
+    }
+  }
+  /** Generates with the adapter file at adapterPath (or the base model when null). */
+  probe(o: ProbeOptions, adapterPath: string | null): Promise<{ tokens: Int32Array; text: string }> {
+    return call(() => this.raw.probe({ ...o, adapterPath: adapterPath ?? undefined }));
+  }
+  tokenize(text: string, addSpecial = false): Int32Array {
+    return sync(() => this.raw.tokenize(text, addSpecial));
+  }
+  detokenize(tokens: Int32Array): string {
+    return sync(() => this.raw.detokenize(tokens));
+  }
+  /** Safe while a step runs: the step rejects with E_CANCELLED within one micro-batch. */
+  cancel(on = true): void {
+    this.raw.cancel(on);
+  }
+  deviceMemory(): { used: number; total: number } | null {
+    const m = this.raw.deviceMemory();
+    return m.total < 0 ? null : m;
+  }
+  close(): void {
+    sync(() => this.raw.close());
+  }
+}
+
+/** Peak F32 matmul throughput of ggml's CPU backend on this machine (GFLOP/s). */
+export function benchMatmul(n = 1024, threads = 0, reps = 5): Promise<number> {
+  return call(() => loadAddon().benchMatmul(n, threads, reps));
+}
+
+/** Peak resident set size of this process (bytes). */
+export function peakRss(): number {
+  return loadAddon().peakRss();
+}
