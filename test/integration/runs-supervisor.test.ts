@@ -1,0 +1,232 @@
+/**
+ * The run supervisor with the REAL training process on a tiny generated model: a run from
+ * queue to adapter, a kill -9 of the training process mid-run, early stopping, pause/resume,
+ * and the configs that must be refused before anything starts.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, renameSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Run, RunConfigInput } from '../../contract/index.ts';
+import { runsFixture, writeWindows, type RunsFixture } from './runs-fixtures.ts';
+
+let f: RunsFixture;
+const SEQ = 32;
+
+/** Train on a repeating 7-token cycle; validate on the same tokens in another order. */
+function addDatasets(fx: RunsFixture) {
+  const d = fx.dir;
+  fx.datasets.add(
+    'cycle',
+    writeWindows(join(d, 'cycle.tok'), 24, SEQ, (w, t) => 100 + ((w + t) % 7)),
+    writeWindows(join(d, 'cycle-val.tok'), 4, SEQ, (w, t) => 100 + ((w + t) % 7)),
+  );
+  fx.datasets.add(
+    'overfit',
+    writeWindows(join(d, 'overfit.tok'), 8, SEQ, (w, t) => 100 + ((w + t) % 7)),
+    writeWindows(join(d, 'overfit-val.tok'), 4, SEQ, (w, t) => 100 + (((w + t) * 3) % 7)),
+  );
+  fx.datasets.add(
+    'empty',
+    writeWindows(join(d, 'empty.tok'), 0, SEQ, () => 0),
+    null,
+  );
+}
+
+const base = (over: Partial<RunConfigInput> = {}): RunConfigInput => ({
+  model: f.modelId,
+  dataset: 'cycle',
+  preset: 'custom',
+  loraRank: 4,
+  loraAlpha: 8,
+  loraTargets: ['attn_q', 'attn_v'],
+  learningRate: 1e-3,
+  warmupSteps: 0,
+  effectiveBatch: 2,
+  gradAccumulation: 2,
+  sequenceLength: SEQ,
+  maxSteps: 30,
+  evalInterval: 10,
+  checkpointInterval: 10,
+  keepCheckpoints: 2,
+  earlyStopping: false,
+  finalAdapter: 'last',
+  threads: 2,
+  ...over,
+});
+
+function untilSettled(id: string): Promise<Run> {
+  return new Promise((resolve) => {
+    const off = f.events.subscribe('runs.state', (r) => {
+      if (r.id !== id) return;
+      // A failed run that retries is queued again in the same tick: look once the tick is over.
+      setImmediate(() => {
+        const now = f.runStore.require(id);
+        if (['completed', 'cancelled', 'paused', 'failed', 'interrupted'].includes(now.state)) {
+          off();
+          resolve(now);
+        }
+      });
+    });
+  });
+}
+
+function untilStep(id: string, step: number): Promise<void> {
+  return new Promise((resolve) => {
+    const off = f.events.subscribe('runs.step', (p) => {
+      if (p.id === id && p.metrics.some((m) => m.step >= step)) {
+        off();
+        resolve();
+      }
+    });
+  });
+}
+
+function assertContinuous(id: string, total: number) {
+  const steps = f.runStore.metrics(id).map((m) => m.step);
+  assert.deepEqual(
+    steps,
+    Array.from({ length: total }, (_, i) => i + 1),
+    'one metric row per step, none missing',
+  );
+}
+
+describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
+  before(async () => {
+    f = await runsFixture();
+    addDatasets(f);
+  });
+  after(() => f.close());
+
+  it('runs a queued config to completion: curves, probes, checkpoints, adapter', async () => {
+    const steps: number[] = [];
+    const off = f.events.subscribe('runs.step', (p) => steps.push(...p.metrics.map((m) => m.step)));
+    const probes: string[] = [];
+    const offP = f.events.subscribe('runs.probe', (p) =>
+      probes.push(...p.probes.map((x) => x.output)),
+    );
+    const run = await f.service.create(base({ probePrompts: ['Hello'] }));
+    assert.equal(run.totalSteps, 30);
+    const done = await untilSettled(run.id);
+    off();
+    offP();
+    assert.equal(done.state, 'completed', done.stateReason ?? '');
+    assert.equal(done.step, 30);
+    assert.ok(done.adapterPath && existsSync(done.adapterPath), 'the adapter file exists');
+    assertContinuous(run.id, 30);
+    assert.deepEqual(
+      steps,
+      Array.from({ length: 30 }, (_, i) => i + 1),
+      'UI step events carry every step once',
+    );
+    const evals = f.runStore.evals(run.id);
+    assert.deepEqual(
+      evals.map((e) => e.step),
+      [10, 20, 30],
+    );
+    assert.ok(probes.length >= 3, 'a probe answer at every eval');
+    assert.equal(f.runStore.probes(run.id).length, probes.length);
+    const ckpts = f.runStore.checkpoints(run.id);
+    assert.ok(
+      ckpts.length <= 3,
+      `at most keep (2) + best, got ${ckpts.map((c) => c.step).join(',')}`,
+    );
+    assert.equal(ckpts.at(-1)!.step, 30);
+    const files = readdirSync(join(done.folder, 'checkpoints'));
+    assert.deepEqual(
+      files.sort(),
+      ckpts.map((c) => `step-${String(c.step).padStart(7, '0')}.ovck`).sort(),
+    );
+    const first = f.runStore.metrics(run.id, 1, 3).map((m) => m.loss);
+    const last = f.runStore.metrics(run.id, 28, 30).map((m) => m.loss);
+    assert.ok(Math.min(...last) < Math.min(...first), `the loss falls (${first} -> ${last})`);
+  });
+
+  it('resumes from the last checkpoint after kill -9 of the training process; steps stay continuous', async () => {
+    const run = await f.service.create(
+      base({ maxSteps: 40, evalInterval: 10, checkpointInterval: 10 }),
+    );
+    await untilStep(run.id, 24);
+    const pid = f.service.supervisor.trainerPid();
+    assert.ok(pid, 'a training process runs');
+    const states: string[] = [];
+    const off = f.events.subscribe('runs.state', (r) => r.id === run.id && states.push(r.state));
+    process.kill(pid, 'SIGKILL');
+    const done = await untilSettled(run.id);
+    off();
+    assert.equal(done.state, 'completed', done.stateReason ?? '');
+    assert.equal(done.retries, 1);
+    assert.ok(
+      states.includes('failed') && states.includes('queued'),
+      `failed, then queued again: ${states.join(' ')}`,
+    );
+    assertContinuous(run.id, 40);
+    assert.ok(done.adapterPath && existsSync(done.adapterPath));
+  });
+
+  it('stops early when validation loss stops improving, and ends with the best checkpoint', async () => {
+    const run = await f.service.create(
+      base({
+        dataset: 'overfit',
+        maxSteps: 200,
+        evalInterval: 5,
+        checkpointInterval: 50,
+        earlyStopping: true,
+        patience: 2,
+        finalAdapter: 'best',
+        learningRate: 3e-3,
+      }),
+    );
+    const done = await untilSettled(run.id);
+    assert.equal(done.state, 'completed', done.stateReason ?? '');
+    assert.match(done.stateReason ?? '', /Early stopping/);
+    assert.ok(done.step < 200, `stopped before the end (step ${done.step})`);
+    assert.ok(done.bestStep !== null && done.bestStep < done.step);
+    const best = f.runStore.checkpoints(run.id).find((c) => c.step === done.bestStep);
+    assert.ok(best && best.isBest && existsSync(best.path), 'the best checkpoint is kept');
+    assert.equal(done.adapterPath, join(done.folder, 'adapter-best.gguf'));
+    assert.ok(existsSync(done.adapterPath!));
+  });
+
+  it('pauses with a checkpoint and resumes where it stopped', async () => {
+    const run = await f.service.create(
+      base({ maxSteps: 30, checkpointInterval: 100, evalInterval: 100, validationShare: 0 }),
+    );
+    await untilStep(run.id, 8);
+    f.service.supervisor.pause(run.id);
+    const paused = await untilSettled(run.id);
+    assert.equal(paused.state, 'paused');
+    const at = paused.step;
+    assert.ok(f.runStore.checkpoints(run.id).some((c) => c.step === at && c.kind === 'pause'));
+    f.service.supervisor.resume(run.id);
+    const done = await untilSettled(run.id);
+    assert.equal(done.state, 'completed', done.stateReason ?? '');
+    assertContinuous(run.id, 30);
+  });
+
+  it('refuses bad configs with a clear message before anything starts', async () => {
+    const before = f.runStore.list().length;
+    const refuse = async (over: Partial<RunConfigInput>, re: RegExp) =>
+      assert.rejects(f.service.create(base(over)), (e: Error) => {
+        assert.match(e.message, re);
+        return true;
+      });
+    await refuse({ loraRank: 0 }, /loraRank: loraRank must be at least 1/);
+    await refuse({ learningRate: 0 }, /learningRate must be greater than 0/);
+    await refuse({ learningRate: -1 }, /learningRate must be greater than 0/);
+    const ctx = f.models.require(f.modelId).contextLength;
+    await refuse(
+      { sequenceLength: ctx * 2 },
+      new RegExp(`sequenceLength: ${ctx * 2} is beyond the model's context length \\(${ctx}\\)`),
+    );
+    await refuse({ dataset: 'empty' }, /dataset: "empty.tok" is empty/);
+    const model = f.models.require(f.modelId);
+    renameSync(model.path, `${model.path}.moved`);
+    try {
+      await refuse({}, /no longer at .* \(moved or deleted\)/);
+    } finally {
+      renameSync(`${model.path}.moved`, model.path);
+    }
+    assert.equal(f.runStore.list().length, before, 'nothing was queued');
+  });
+});
