@@ -8,12 +8,14 @@
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { runsMethods } from '../contract/index.ts';
 import { DatasetLibrary, datasetsHandlers } from './datasets/library.ts';
 import { ModelLibrary, modelsHandlers } from './models/library.ts';
 import { createDispatcher, type Dispatcher } from './rpc/dispatcher.ts';
 import { createEventBus, type EventBus } from './rpc/events.ts';
-import { notImplemented, type Handlers } from './rpc/handlers.ts';
+import type { Handlers } from './rpc/handlers.ts';
+import { trainingDevice } from './runs/device.ts';
+import { RunsService, runsHandlers } from './runs/service.ts';
+import { RunStore } from './runs/store.ts';
 import { openStore, type Store } from './store/db.ts';
 import { disposeSharedLlama, getSharedLlama } from './system/llama.ts';
 import { systemHandlers } from './system/info.ts';
@@ -32,6 +34,8 @@ export interface Engine {
   store: Store;
   models: ModelLibrary;
   datasets: DatasetLibrary;
+  /** Runs: `runs.start()` recovers interrupted runs and starts the queue (long-lived shells call it). */
+  runs: RunsService;
   close(): Promise<void>;
 }
 
@@ -41,13 +45,30 @@ export function createEngine(options: EngineOptions): Engine {
   const store = openStore(dataDir);
   const events = createEventBus();
   const models = new ModelLibrary(store, events);
-  const datasets = new DatasetLibrary({ store, events, dataDir, model: (id) => models.require(id), llama: getSharedLlama });
+  const datasets = new DatasetLibrary({
+    store,
+    events,
+    dataDir,
+    model: (id) => models.require(id),
+    llama: getSharedLlama,
+  });
+
+  const runStore = new RunStore(store.db);
+  const runs = new RunsService({
+    dataDir,
+    store: runStore,
+    events,
+    models,
+    datasets: datasets.runPort(),
+    device: (cfg) => trainingDevice(cfg, { dataDir, appVersion: appVersion() }),
+    log: (msg) => console.error(`[runs] ${msg}`),
+  });
 
   const handlers: Handlers = {
     ...modelsHandlers(models),
     ...datasetsHandlers(datasets),
     ...systemHandlers({ dataDir, appVersion: appVersion() }),
-    ...notImplemented(runsMethods),
+    ...runsHandlers(runs, runStore),
   };
 
   const dispatcher = createDispatcher(handlers, {
@@ -66,9 +87,11 @@ export function createEngine(options: EngineOptions): Engine {
     store,
     models,
     datasets,
+    runs,
     async close() {
       if (closed) return;
       closed = true;
+      await runs.close();
       await datasets.dispose();
       await disposeSharedLlama();
       store.close();

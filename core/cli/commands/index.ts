@@ -2,7 +2,14 @@
 import type { CliCommand } from '../command.ts';
 import { datasetsCommands } from './datasets.ts';
 import { modelsCommands } from './models.ts';
+import { runsCommands } from './runs.ts';
 import { serveCommands } from './serve.ts';
 import { systemCommands } from './system.ts';
 
-export const commands: CliCommand[] = [...serveCommands, ...modelsCommands, ...datasetsCommands, ...systemCommands];
+export const commands: CliCommand[] = [
+  ...serveCommands,
+  ...modelsCommands,
+  ...datasetsCommands,
+  ...runsCommands,
+  ...systemCommands,
+];

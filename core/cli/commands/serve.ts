@@ -16,6 +16,7 @@ export const serveCommands: CliCommand[] = [
       }
       const host = typeof values.host === 'string' ? values.host : DEFAULT_HOST;
       const server = await startServer({ engine: ctx.engine(), host, port });
+      ctx.engine().runs.start(); // resume interrupted runs, start the queue
       if (ctx.json) {
         ctx.io.stdout(
           JSON.stringify({
