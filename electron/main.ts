@@ -29,6 +29,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ipcChannels, type BridgeResponse, type OpenFileOptions } from '../contract/bridge.ts';
 import type { EventName } from '../contract/index.ts';
 import { createEngine, type Engine } from '../core/engine.ts';
+import { keepAwakeWhileTraining } from './power.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const preloadPath = join(here, 'preload.cjs');
@@ -209,6 +210,8 @@ function main(): void {
       });
       hardenContents();
       registerIpc();
+      keepAwakeWhileTraining(engine);
+      engine.runs.start(); // resume interrupted runs, start the queue
       mainWindow = createWindow();
       app.on('activate', () => {
         if (BrowserWindow.getAllWindows().length === 0) mainWindow = createWindow();
