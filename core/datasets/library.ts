@@ -91,7 +91,7 @@ export interface DatasetLibraryDeps {
 
 export class DatasetLibrary {
   private readonly vocabs = new Map<string, Promise<LoadedVocab>>();
-  private readonly statsCache = new Map<string, TokenStats>();
+  private readonly statsCache = new Map<string, Promise<TokenStats>>();
   constructor(private readonly deps: DatasetLibraryDeps) {}
 
   private get db() {
@@ -254,12 +254,17 @@ export class DatasetLibrary {
     const d = this.require(id);
     const model = this.deps.model(modelId);
     const key = `${id}|${model.fingerprint}|${seqLen}|${mask}`;
-    let s = this.statsCache.get(key);
-    if (!s) {
-      const enc = await this.encoder(model, mask, d);
-      s = await tokenStats(readStoredRecords(this.storedPath(d)), enc, { seqLen });
-      this.statsCache.set(key, s);
+    // The promise is cached, so a second request for the same view waits for the first pass.
+    let p = this.statsCache.get(key);
+    if (!p) {
+      p = (async () => {
+        const enc = await this.encoder(model, mask, d);
+        return tokenStats(readStoredRecords(this.storedPath(d)), enc, { seqLen });
+      })();
+      p.catch(() => this.statsCache.delete(key));
+      this.statsCache.set(key, p);
     }
+    const s = await p;
     return { datasetId: id, modelId, mask, ...s, warnings: statsWarnings(s, model) };
   }
 

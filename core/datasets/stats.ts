@@ -94,6 +94,17 @@ export function windowsOf(
   return trained > 0 ? [{ tokens, mask }] : [];
 }
 
+/** Tokenizing is synchronous native work: give the event loop a turn every ~20 ms so the
+ * engine (IPC, WebSocket, other requests) stays responsive during a long pass. */
+function yielder(): () => Promise<void> {
+  let last = performance.now();
+  return async () => {
+    if (performance.now() - last < 20) return;
+    await new Promise<void>((r) => setImmediate(r));
+    last = performance.now();
+  };
+}
+
 export interface StatsOptions {
   seqLen: number;
   signal?: AbortSignal;
@@ -126,7 +137,9 @@ export async function tokenStats(
     trainedTokensAtSeqLen: 0,
   };
   let index = 0;
+  const breathe = yielder();
   for await (const rec of records) {
+    await breathe();
     const i = index++;
     if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
     s.records++;
@@ -301,7 +314,9 @@ export async function writeTrainerInput(
   };
   try {
     let i = 0;
+    const breathe = yielder();
     for await (const rec of readStoredRecords(storedPath, opts.signal)) {
+      await breathe();
       const toVal = isVal[i++] === 1 && val !== null;
       if (toVal) res.validationRecords++;
       let enc: EncodedRecord;
