@@ -1,0 +1,103 @@
+/**
+ * Runs end to end: in Chromium against the real engine in web mode, create a run from the
+ * New-run page, watch the loss chart gain points, see a probe sample, the run completes and
+ * its adapter file exists. The REAL training process trains a tiny generated model.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { tinyModel } from '../fixtures/tiny-model.ts';
+import { startHarness, type Harness } from './harness.ts';
+
+describe('runs pages (web mode, real engine, real trainer)', { timeout: 600_000 }, () => {
+  let h: Harness;
+  let scratch: string;
+
+  before(async () => {
+    h = await startHarness();
+    scratch = mkdtempSync(join(tmpdir(), 'overnight-'));
+  });
+  after(async () => {
+    await h?.close();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  test('create a run, watch the chart gain points, see a probe sample, the run completes with an adapter', async () => {
+    const model = await tinyModel({ type: 'q8_0' });
+    const call = h.engine.dispatcher.call;
+    const m = await call('models.add', { path: model.path });
+    const datasetFile = join(scratch, 'chat.jsonl');
+    writeFileSync(
+      datasetFile,
+      Array.from({ length: 40 }, (_, i) =>
+        JSON.stringify({
+          messages: [
+            { role: 'user', content: `Say ${i}` },
+            { role: 'assistant', content: `${i} ${i} ${i}` },
+          ],
+        }),
+      ).join('\n') + '\n',
+    );
+
+    const { page, errors } = await h.newPage();
+    await page.goto(`${h.server.url}`);
+    await page.getByTestId('connection-status').and(page.locator('[data-state="open"]')).waitFor();
+    await page.getByTestId('nav-runs').click();
+    await page.getByTestId('runs-empty').waitFor();
+    await page.getByTestId('new-run-link').click();
+    await page.getByTestId('new-run').waitFor();
+
+    await page.getByTestId('run-model').selectOption(m.id);
+    await page.getByTestId('run-dataset').fill(datasetFile);
+    await page.getByTestId('preset-quick').click();
+    await page.locator('[data-testid="preset-quick"].active').waitFor();
+    await page.getByTestId('toggle-advanced').click();
+    await page.getByTestId('f-maxSteps').fill('40');
+    await page.getByTestId('f-evalInterval').fill('10');
+    await page.getByTestId('f-sequenceLength').fill('64');
+    await page.getByTestId('run-probes').fill('Say 7');
+
+    await page.getByTestId('run-estimate').click();
+    await page.getByTestId('estimate-verdict').waitFor();
+    assert.match(await page.getByTestId('estimate').innerText(), /40 steps/);
+
+    await page.getByTestId('run-start').click();
+    await page.getByTestId('run-live').waitFor();
+    assert.match(page.url(), /#\/runs\/[0-9a-f]+$/);
+
+    const chart = page.getByTestId('loss-chart');
+    const points = async () => Number(await chart.getAttribute('data-points'));
+    const until = async (ok: (n: number) => boolean, ms = 300_000) => {
+      const t0 = Date.now();
+      while (!ok(await points())) {
+        if (Date.now() - t0 > ms)
+          throw new Error(`the loss chart stayed at ${await points()} points`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    await until((n) => n > 0);
+    const early = await points();
+    await until((n) => n > early);
+    assert.ok((await points()) > early, 'the chart gains points while the run trains');
+
+    await page.getByTestId('probe-sample').first().waitFor({ timeout: 300_000 });
+    assert.match(await page.getByTestId('probe-sample').first().innerText(), /Say 7/);
+
+    await page
+      .locator('[data-testid="run-live"][data-state="completed"]')
+      .waitFor({ timeout: 300_000 });
+    assert.match(await page.getByTestId('run-step').innerText(), /^40 \/ 40$/);
+    // raw + smoothed train loss (40 points each) + validation loss at steps 10..40
+    assert.ok((await points()) >= 80, `every step is drawn: ${await points()}`);
+    const adapter = (await page.getByTestId('run-adapter').innerText()).trim();
+    assert.ok(existsSync(adapter), `the adapter ${adapter} exists`);
+    await h.screenshot(page, 'run-live');
+
+    await page.getByTestId('nav-runs').click();
+    await page.getByTestId('run-row').first().waitFor();
+    assert.equal(await page.getByTestId('run-row').count(), 1);
+    assert.deepEqual(errors, []);
+  });
+});
