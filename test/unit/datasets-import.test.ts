@@ -401,6 +401,19 @@ describe('import and storage', () => {
 });
 
 describe('format equivalence', () => {
+  test('a text file and a JSONL of text records import to the same records', async () => {
+    const paras = ['First paragraph,\nwith two lines.', 'Second paragraph.', '# A heading'];
+    const txt = write('doc.txt', paras.join('\n\n') + '\n');
+    const jsonl = write('doc.jsonl', JSON.stringify({ text: paras.join('\n\n') }) + '\n');
+    const dataDir = join(tmp, 'data-text-equiv');
+    const a = await importDataset({ path: txt, dataDir });
+    const b = await importDataset({ path: jsonl, dataDir });
+    assert.ok(a.status === 'imported' && b.status === 'imported');
+    assert.equal(a.detection.format, 'text');
+    assert.equal(b.detection.format, 'text');
+    assert.equal(a.hash, b.hash);
+  });
+
   test('OpenAI JSONL, ShareGPT JSON, Alpaca CSV, completion TSV and Parquet import to the same records and hash', async () => {
     const rows = readFileSync(join(fixtures, 'equiv.openai.jsonl'), 'utf8')
       .trim()
