@@ -13,6 +13,10 @@
  * start falls back to a differential render (the same turns with the reply emptied) and the
  * record is flagged (`unstableBoundaries`).
  *
+ * Fast path: when the token pieces spell the rendered text exactly, the prefixes' lengths are
+ * mapped onto the full tokens' boundaries instead of tokenizing each prefix (same result where
+ * it applies; tests compare both paths).
+ *
  * Raw text records: BOS (if the model wants it) + text + EOS, every token trained; the text is
  * tokenized as data (special-token text in it is not parsed as special).
  *
@@ -39,6 +43,9 @@ export interface Vocab {
   eosText: string;
   /** The model wants a BOS token at the start of every sequence. */
   addBos: boolean;
+  /** A token's text (special tokens written out), for mapping rendered prefixes to token
+   * positions without tokenizing them again; optional (without it every prefix is tokenized). */
+  piece?(token: number): string;
   /** The GGUF's `tokenizer.chat_template`, or null. */
   chatTemplate: string | null;
 }
@@ -95,12 +102,39 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   return i;
 }
 
+/** Token boundaries of a rendering as character offsets; `valid[k]` is 0 inside a character. */
+interface Boundaries {
+  offs: Int32Array;
+  valid: Uint8Array;
+}
+
+/** The last valid index k with offs[k] === pos, or -1 (offs is non-decreasing). Equal offsets:
+ * zero-width tokens (our own BOS) and the inside of a character; the boundary is after them. */
+function boundaryIndex(offs: Int32Array, valid: Uint8Array, pos: number): number {
+  let lo = 0;
+  let hi = offs.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (offs[mid]! < pos) lo = mid + 1;
+    else hi = mid;
+  }
+  if (offs[lo] !== pos) return -1;
+  let found = valid[lo] ? lo : -1;
+  while (lo + 1 < offs.length && offs[lo + 1] === pos) {
+    lo++;
+    if (valid[lo]) found = lo;
+  }
+  return found;
+}
+
 export class RecordEncoder {
   private readonly renderer: ChatRenderer | null;
   constructor(
     readonly vocab: Vocab,
     readonly mode: MaskMode = 'assistant',
     chatTemplate: string | null = vocab.chatTemplate,
+    /** Always tokenize the rendered prefixes (the reference path; tests compare both). */
+    readonly exact = false,
   ) {
     this.renderer = chatTemplate
       ? new ChatRenderer(chatTemplate, vocab.bosText, vocab.eosText)
@@ -116,6 +150,96 @@ export class RecordEncoder {
     if (this.vocab.addBos && this.vocab.bos !== null && t[0] !== this.vocab.bos)
       t.unshift(this.vocab.bos);
     return t;
+  }
+
+  /**
+   * Character offset of every token boundary of the full rendering, when the token pieces
+   * spell the rendered text exactly; null otherwise (a token that is part of a UTF-8 sequence,
+   * a tokenizer that rewrites spaces): then every prefix is tokenized instead.
+   */
+  private boundaries(tokens: number[], rendered: string): Boundaries | null {
+    const piece = this.vocab.piece?.bind(this.vocab);
+    if (!piece) return null;
+    const offs = new Int32Array(tokens.length + 1);
+    const valid = new Uint8Array(tokens.length + 1).fill(1);
+    let pos = 0;
+    for (let i = 0; i < tokens.length; i++) {
+      const t = tokens[i]!;
+      // A BOS we added ourselves (the template did not write it) spans no characters.
+      let p = i === 0 && t === this.vocab.bos && !rendered.startsWith(piece(t)) ? '' : piece(t);
+      let j = i;
+      if (p.includes('\uFFFD')) {
+        // Byte tokens of one multi-byte character: decode them together; the boundaries
+        // inside the character are not boundaries.
+        for (j = i + 1; j < Math.min(tokens.length, i + 4); j++) {
+          p = this.vocab.detokenize(tokens.slice(i, j + 1));
+          if (!p.includes('\uFFFD')) break;
+        }
+        if (p.includes('\uFFFD')) return null;
+        for (let k = i + 1; k <= j; k++) {
+          offs[k] = pos;
+          valid[k] = 0;
+        }
+      }
+      if (!rendered.startsWith(p, pos)) return null;
+      pos += p.length;
+      offs[j + 1] = pos;
+      i = j;
+    }
+    return pos === rendered.length ? { offs, valid } : null;
+  }
+
+  /** Token span [start, end) of assistant turn i, by tokenizing the rendered prefixes. */
+  private spanByTokens(
+    msgs: readonly Message[],
+    i: number,
+    tokens: number[],
+  ): { start: number; end: number; unstable: boolean } {
+    const r = this.renderer!;
+    const before = this.tok(r.render(msgs.slice(0, i), true), true);
+    const throughMsgs = msgs.slice(0, i + 1);
+    const through = i === msgs.length - 1 ? tokens : this.tok(r.render(throughMsgs, false), true);
+    let start = commonPrefix(before, tokens);
+    let unstable = false;
+    if (start !== before.length) {
+      // The template renders earlier turns differently when they are last (Mistral Nemo moves
+      // the system prompt into the last user turn). Fall back to a differential render: the
+      // same turns with this reply emptied; the reply starts where their tokens part.
+      unstable = true;
+      const emptied = throughMsgs.map((m, k) => (k === i ? { role: m.role, content: '' } : m));
+      const without = this.tok(r.render(emptied, false), true);
+      start = Math.min(commonPrefix(without, through), commonPrefix(through, tokens));
+    }
+    // (`through` may end in a suffix the template adds only at the very end, e.g. Phi-3's
+    // EOS: the common prefix with the full tokens leaves it out, which is the point.)
+    return { start, end: commonPrefix(through, tokens), unstable };
+  }
+
+  /**
+   * The same span from the rendered prefixes' lengths, mapped onto the full tokens' boundaries
+   * (no second tokenization). Only when the generation-prompt prefix is a prefix of the full
+   * rendering and ends exactly on a token boundary; otherwise null (use spanByTokens).
+   */
+  private spanByBoundaries(
+    msgs: readonly Message[],
+    i: number,
+    rendered: string,
+    { offs, valid }: Boundaries,
+  ): { start: number; end: number } | null {
+    const r = this.renderer!;
+    const before = r.render(msgs.slice(0, i), true);
+    if (!rendered.startsWith(before)) return null;
+    const start = boundaryIndex(offs, valid, before.length);
+    if (start < 0) return null;
+    const through = i === msgs.length - 1 ? rendered : r.render(msgs.slice(0, i + 1), false);
+    let c = 0;
+    const n = Math.min(through.length, rendered.length);
+    while (c < n && through.charCodeAt(c) === rendered.charCodeAt(c)) c++;
+    // The last token boundary within the common text: tokens past it differ or straddle it.
+    let end = start;
+    while (end < offs.length - 1 && offs[end + 1]! <= c) end++;
+    while (end > start && !valid[end]) end--;
+    return { start, end };
   }
 
   encode(record: NormalizedRecord): EncodedRecord {
@@ -145,26 +269,15 @@ export class RecordEncoder {
     }
     let assistantTurns = msgs.flatMap((m, i) => (m.role === 'assistant' ? [i] : []));
     if (this.mode === 'last') assistantTurns = assistantTurns.slice(-1);
+    const offs = this.exact ? null : this.boundaries(tokens, rendered);
     let unstable = 0;
     for (const i of assistantTurns) {
-      const before = this.tok(this.renderer.render(msgs.slice(0, i), true), true);
-      const throughMsgs = msgs.slice(0, i + 1);
-      const through =
-        i === msgs.length - 1 ? tokens : this.tok(this.renderer.render(throughMsgs, false), true);
-      let start = commonPrefix(before, tokens);
-      if (start !== before.length) {
-        // The template renders earlier turns differently when they are last (Mistral Nemo moves
-        // the system prompt into the last user turn). Fall back to a differential render: the
-        // same turns with this reply emptied; the reply starts where their tokens part.
-        unstable++;
-        const emptied = throughMsgs.map((m, k) => (k === i ? { role: m.role, content: '' } : m));
-        const without = this.tok(this.renderer.render(emptied, false), true);
-        start = Math.min(commonPrefix(without, through), commonPrefix(through, tokens));
-      }
-      // (`through` may end in a suffix the template adds only at the very end, e.g. Phi-3's
-      // EOS: the common prefix with the full tokens leaves it out, which is the point.)
-      const end = commonPrefix(through, tokens);
-      for (let t = start; t < end; t++) {
+      let span: { start: number; end: number; unstable?: boolean } | null = offs
+        ? this.spanByBoundaries(msgs, i, rendered, offs)
+        : null;
+      span ??= this.spanByTokens(msgs, i, tokens);
+      if (span.unstable) unstable++;
+      for (let t = span.start; t < span.end; t++) {
         mask[t] = 1;
         if (this.vocab.isEog(tokens[t]!)) break; // the end-of-turn token is trained, what follows it is not
       }

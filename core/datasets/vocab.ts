@@ -18,6 +18,14 @@ export async function loadVocab(llama: Llama, modelPath: string): Promise<Loaded
   const tpl = model.fileInfo.metadata?.tokenizer?.chat_template;
   const t = model.tokens;
   const pieces = new Map<number, string>();
+  const pieceOf = (token: number): string => {
+    let p = pieces.get(token);
+    if (p === undefined) {
+      p = model.detokenize([token as Token], true);
+      if (pieces.size < 400_000) pieces.set(token, p);
+    }
+    return p;
+  };
   return {
     tokenize: (text, special) => model.tokenize(text, special).map(Number),
     detokenize: (tokens) => model.detokenize(tokens as Token[], true),
@@ -29,14 +37,8 @@ export async function loadVocab(llama: Llama, modelPath: string): Promise<Loaded
     eosText: t.eosString ?? '',
     addBos: t.shouldPrependBosToken,
     chatTemplate: typeof tpl === 'string' && tpl.trim() !== '' ? tpl : null,
-    pieceOf(token) {
-      let p = pieces.get(token);
-      if (p === undefined) {
-        p = model.detokenize([token as Token], true);
-        if (pieces.size < 200_000) pieces.set(token, p);
-      }
-      return p;
-    },
+    pieceOf,
+    piece: pieceOf,
     dispose: () => model.dispose(),
   };
 }

@@ -124,6 +124,36 @@ describe('masks on real chat templates', () => {
     });
   }
 
+  test('the fast path (prefix lengths on token boundaries) gives the same masks as tokenizing every prefix', async () => {
+    const records: Message[][] = [
+      conv,
+      noSystem,
+      [
+        { role: 'user', content: 'Émojis 🎉 and ünïcödé, 漢字 too' },
+        { role: 'assistant', content: '  leading spaces and 🎉\n\nnew lines  ' },
+        { role: 'user', content: 'again' },
+        { role: 'assistant', content: 'fin' },
+      ],
+    ];
+    let fastUsed = 0;
+    for (const fam of families) {
+      const v = await vocabFor(await fam.opts());
+      let calls = 0;
+      const counting = { ...v, tokenize: (t: string, sp: boolean) => (calls++, v.tokenize(t, sp)) };
+      for (const messages of records) {
+        for (const mode of ['assistant', 'last'] as const) {
+          const slow = new RecordEncoder(v, mode, v.chatTemplate, true).encode({ messages });
+          calls = 0;
+          const fast = new RecordEncoder(counting, mode).encode({ messages });
+          assert.deepEqual(fast.tokens, slow.tokens, fam.name);
+          assert.deepEqual([...fast.mask], [...slow.mask], `${fam.name} ${mode}`);
+          if (calls === 1) fastUsed++;
+        }
+      }
+    }
+    assert.ok(fastUsed >= 12, `the fast path served ${fastUsed} of 24 encodes`);
+  });
+
   test('raw text: every token trained, BOS/EOS per the model, special-token text is data', async () => {
     const v = await vocabFor({ vocab: 'qwen2' });
     const r = new RecordEncoder(v).encode({ text: 'Plain prose <|im_end|> here.' });
