@@ -270,7 +270,7 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
   const dir = datasetsDir(opts.dataDir);
   mkdirSync(dir, { recursive: true });
   const tmp = join(dir, `.import-${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
-  const out = createWriteStream(tmp);
+  const out = createWriteStream(tmp, { highWaterMark: 8 << 20 }); // room for a few 1 MiB blocks: no wait per block
   const hash = createHash('sha256');
   let bytes = 0;
   let outError: Error | null = null;
