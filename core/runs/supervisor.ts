@@ -237,6 +237,8 @@ export class RunSupervisor {
       seed: cfg.seed,
       folder,
     });
+    // Preparing takes a while: the user may have paused or cancelled the queued run meanwhile.
+    if (this.d.store.require(queued.id).state !== 'queued') return;
 
     // Resume from the newest checkpoint we kept; forget what came after it.
     const ckpts = this.d.store.checkpoints(queued.id).filter((c) => existsSync(c.path));

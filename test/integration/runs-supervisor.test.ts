@@ -55,16 +55,20 @@ const base = (over: Partial<RunConfigInput> = {}): RunConfigInput => ({
   ...over,
 });
 
+const settledStates = ['completed', 'cancelled', 'paused', 'failed', 'interrupted'];
+
 function untilSettled(id: string): Promise<Run> {
+  const now = f.runStore.require(id);
+  if (settledStates.includes(now.state)) return Promise.resolve(now);
   return new Promise((resolve) => {
     const off = f.events.subscribe('runs.state', (r) => {
       if (r.id !== id) return;
       // A failed run that retries is queued again in the same tick: look once the tick is over.
       setImmediate(() => {
-        const now = f.runStore.require(id);
-        if (['completed', 'cancelled', 'paused', 'failed', 'interrupted'].includes(now.state)) {
+        const later = f.runStore.require(id);
+        if (settledStates.includes(later.state)) {
           off();
-          resolve(now);
+          resolve(later);
         }
       });
     });
@@ -202,6 +206,29 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
     const done = await untilSettled(run.id);
     assert.equal(done.state, 'completed', done.stateReason ?? '');
     assertContinuous(run.id, 30);
+  });
+
+  it('calibrates the time estimate with real steps; a finish-by time picks the steps', async () => {
+    const est = await f.service.estimate(base({ maxSteps: 100 }), true);
+    assert.ok(est.time, 'a calibration ran');
+    assert.equal(est.time.calibratedSteps, 4);
+    assert.ok(est.time.secondsPerStep > 0 && est.time.tokensPerSecond > 0);
+    assert.ok(est.time.measuredPeakBytes && est.time.measuredPeakBytes > 0);
+    assert.equal(est.totalSteps, 100);
+    assert.ok(Math.abs(est.time.totalSeconds - 100 * est.time.secondsPerStep) < 1e-6);
+
+    const at = new Date(Date.now() + 3 * 60_000);
+    const finishBy = `${String(at.getHours()).padStart(2, '0')}:${String(at.getMinutes()).padStart(2, '0')}`;
+    const run = await f.service.create(base({ maxSteps: null, finishBy }));
+    const secondsLeft = (new Date(at).setSeconds(0, 0) - Date.now()) / 1000;
+    const expected = Math.floor((secondsLeft * 0.95) / run.estimate!.time!.secondsPerStep);
+    assert.ok(
+      Math.abs(run.totalSteps - expected) <= Math.max(2, expected * 0.05),
+      `${run.totalSteps} steps, about ${expected} expected`,
+    );
+    f.service.supervisor.cancel(run.id);
+    const done = await untilSettled(run.id);
+    assert.equal(done.state, 'cancelled');
   });
 
   it('refuses bad configs with a clear message before anything starts', async () => {
