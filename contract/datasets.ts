@@ -280,6 +280,15 @@ export const datasetsEvents = {
     }),
     'Bytes read and records accepted so far while inspecting or importing a file.',
   ),
+  'datasets.statsProgress': event(
+    z.object({
+      id: datasetIdSchema,
+      modelId: z.string(),
+      done: z.number().int(),
+      total: z.number().int(),
+    }),
+    'Records tokenized so far while computing datasets.stats.',
+  ),
   'datasets.changed': event(
     z.object({ ids: z.array(datasetIdSchema) }),
     'The dataset list changed.',

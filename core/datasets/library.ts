@@ -259,7 +259,16 @@ export class DatasetLibrary {
     if (!p) {
       p = (async () => {
         const enc = await this.encoder(model, mask, d);
-        return tokenStats(readStoredRecords(this.storedPath(d)), enc, { seqLen });
+        return tokenStats(readStoredRecords(this.storedPath(d)), enc, {
+          seqLen,
+          onProgress: (done) =>
+            this.deps.events.emit('datasets.statsProgress', {
+              id,
+              modelId,
+              done,
+              total: d.records,
+            }),
+        });
       })();
       p.catch(() => this.statsCache.delete(key));
       this.statsCache.set(key, p);

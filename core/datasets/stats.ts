@@ -170,7 +170,7 @@ export async function tokenStats(
     s.windows += wins.length;
     for (const w of wins)
       for (let k = 1; k < w.mask.length; k++) s.trainedTokensAtSeqLen += w.mask[k]!;
-    if (i % 256 === 0) opts.onProgress?.(i);
+    if (i % 256 === 0 && i > 0) opts.onProgress?.(i);
   }
   s.meanTokens = lengths.length ? s.totalTokens / lengths.length : 0;
   s.histogram = histogram(lengths);

@@ -272,11 +272,25 @@ export const datasetsCommands: CliCommand[] = [
     async run(ctx, [id], values) {
       if (typeof values.model !== 'string')
         throw new UsageError('--model <id> is required (see overnight models list)');
-      const s = await ctx.call('datasets.stats', {
+      const tty = process.stderr.isTTY && !ctx.json;
+      const off = tty
+        ? ctx
+            .engine()
+            .events.subscribe('datasets.statsProgress', (p) =>
+              process.stderr.write(
+                `\r\x1b[K${bar(p.done, p.total)} tokenized ${p.done}/${p.total} records`,
+              ),
+            )
+        : () => {};
+      const params = {
         id: id!,
         modelId: values.model,
         seqLen: seqLenOf(values),
         mask: maskOf(values),
+      };
+      const s = await ctx.call('datasets.stats', params).finally(() => {
+        off();
+        if (tty) process.stderr.write('\r\x1b[K');
       });
       ctx.print(s, () => describeStats(s));
     },

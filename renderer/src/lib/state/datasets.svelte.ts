@@ -124,6 +124,8 @@ export class TokenView {
   stats: TokenStatsPayload | null = $state.raw(null);
   preview: Preview | null = $state.raw(null);
   loadingStats = $state(false);
+  /** Records tokenized so far in the running stats pass. */
+  statsDone = $state(0);
   loadingPreview = $state(false);
   error: string | null = $state(null);
 
@@ -133,6 +135,9 @@ export class TokenView {
   constructor(conn: ConnectionState, datasetId: string) {
     this.#conn = conn;
     this.datasetId = datasetId;
+    conn.client.on('datasets.statsProgress', (p) => {
+      if (p.id === this.datasetId && p.modelId === this.modelId) this.statsDone = p.done;
+    });
   }
 
   async refresh(): Promise<void> {
@@ -145,6 +150,7 @@ export class TokenView {
       mask: this.mask,
     };
     this.loadingStats = true;
+    this.statsDone = 0;
     this.error = null;
     try {
       const s = await this.#conn.client.call('datasets.stats', params);
