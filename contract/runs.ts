@@ -466,6 +466,11 @@ export const runsMethods = {
     z.object({ deleted: z.boolean() }),
     'Delete a finished run with its files.',
   ),
+  'runs.exportCheckpoint': method(
+    z.object({ id: runIdSchema, step: z.number().int().nonnegative() }),
+    z.object({ path: z.string() }),
+    'Write an adapter GGUF from one kept checkpoint (in the run folder: adapter-step-N.gguf).',
+  ),
   'runs.compare': method(
     z.object({ ids: z.array(runIdSchema).min(1).max(8) }),
     z.object({

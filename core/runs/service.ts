@@ -282,6 +282,9 @@ export function runsHandlers(s: RunsService, store: RunStore): Handlers<RunsMeth
     'runs.rename': ({ id, name }) => s.edit(id, { name }),
     'runs.setNotes': ({ id, notes }) => s.edit(id, { notes }),
     'runs.delete': ({ id }) => ({ deleted: s.delete(id) }),
+    'runs.exportCheckpoint': async ({ id, step }) => ({
+      path: await s.supervisor.exportKept(id, step),
+    }),
     'runs.compare': ({ ids }) => s.compare(ids),
     'runs.settings': () => store.settings(),
     'runs.setSettings': (patch) => store.setSettings(patch),

@@ -14,7 +14,16 @@
  * Checkpoints: the trainer overwrites one file (`trainer/checkpoint.ovck`) atomically; each
  * one we keep is hard-linked (copied where links fail) to `checkpoints/step-NNNNNNN.ovck`.
  */
-import { copyFileSync, existsSync, linkSync, mkdirSync, rmSync, unlinkSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { Run, RunConfig, RunMetric, RunProbe, RunEval } from '../../contract/index.ts';
 import { OvernightError } from '../../contract/index.ts';
@@ -70,6 +79,9 @@ interface Active {
   error: { code: string; message: string } | null;
   done: Extract<TrainingEvent, { type: 'done' }> | null;
 }
+
+/** Where launch records the trainer input files of the run folder (an export needs them). */
+const INPUT_FILE = 'input.json';
 
 export const ckptName = (step: number) => `step-${String(step).padStart(7, '0')}.ovck`;
 
@@ -237,6 +249,10 @@ export class RunSupervisor {
       seed: cfg.seed,
       folder,
     });
+    writeFileSync(
+      join(folder, INPUT_FILE),
+      JSON.stringify({ trainFile: input.trainFile, validationFile: input.validationFile }),
+    );
     // Preparing takes a while: the user may have paused or cancelled the queued run meanwhile.
     if (this.d.store.require(queued.id).state !== 'queued') return;
 
@@ -582,6 +598,33 @@ export class RunSupervisor {
     if (!fin.adapterPath)
       throw new Error(`exporting the checkpoint at step ${step} wrote no adapter`);
     return fin.adapterPath;
+  }
+
+  /** runs.exportCheckpoint: an adapter GGUF from a kept checkpoint, beside the run's others. */
+  async exportKept(id: string, step: number): Promise<string> {
+    const run = this.d.store.require(id);
+    const c = this.d.store.checkpoints(id).find((x) => x.step === step);
+    if (!c || !existsSync(c.path)) {
+      throw new OvernightError(
+        'NOT_FOUND',
+        `run "${run.name}" has no kept checkpoint at step ${step}`,
+      );
+    }
+    if (this.active || this.starting) {
+      throw new OvernightError(
+        'CONFLICT',
+        'a run is training: exporting loads the model too; try again when the device is free',
+      );
+    }
+    const inputFile = join(run.folder, INPUT_FILE);
+    if (!existsSync(inputFile))
+      throw new OvernightError(
+        'FILE_NOT_FOUND',
+        `${inputFile} is missing: the run folder is incomplete`,
+      );
+    const { trainFile } = JSON.parse(readFileSync(inputFile, 'utf8')) as { trainFile: string };
+    const out = join(run.folder, `adapter-step-${step}.gguf`);
+    return this.exportCheckpoint(run, { step, path: c.path, dataPath: trainFile, out });
   }
 
   // --- writes and events

@@ -231,6 +231,38 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
     assert.equal(done.state, 'cancelled');
   });
 
+  it('exports a kept checkpoint, compares runs by config, deletes a run with its files', async () => {
+    const done = f.runStore.list({ state: 'completed' });
+    assert.ok(done.length >= 2);
+    const [a, b] = done as [Run, Run];
+    const ck = f.runStore.checkpoints(a.id)[0]!;
+    const path = await f.service.supervisor.exportKept(a.id, ck.step);
+    assert.equal(path, join(a.folder, `adapter-step-${ck.step}.gguf`));
+    assert.ok(existsSync(path));
+    await assert.rejects(
+      f.service.supervisor.exportKept(a.id, 9999),
+      /no kept checkpoint at step 9999/,
+    );
+
+    const cmp = f.service.compare([a.id, b.id]);
+    assert.equal(cmp.runs.length, 2);
+    assert.equal(cmp.runs[0]!.metrics.length, a.step);
+    const fields = cmp.diff.map((d) => d.field);
+    const expected = Object.keys(a.config).filter(
+      (k) =>
+        JSON.stringify(a.config[k as keyof typeof a.config]) !==
+        JSON.stringify(b.config[k as keyof typeof b.config]),
+    );
+    assert.ok(expected.length > 0);
+    assert.deepEqual(fields.sort(), expected.sort());
+    assert.ok(!fields.includes('model'), 'same model: not in the diff');
+
+    assert.equal(f.service.delete(a.id), true);
+    assert.ok(!existsSync(a.folder), 'the run folder is removed');
+    assert.equal(f.runStore.get(a.id), null);
+    assert.deepEqual(f.runStore.metrics(a.id), []);
+  });
+
   it('refuses bad configs with a clear message before anything starts', async () => {
     const before = f.runStore.list().length;
     const refuse = async (over: Partial<RunConfigInput>, re: RegExp) =>
