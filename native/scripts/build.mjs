@@ -63,8 +63,8 @@ const jobs = Number(process.env.OVERNIGHT_NATIVE_JOBS ?? cpus().length) || 1;
 
 const bundle = join(rootDir, 'node_modules', 'node-llama-cpp', 'llama', 'gitRelease.bundle');
 const nodeApiHeaders = require('node-api-headers').include_dir;
-const nodeAddonApi = require('node-addon-api').include_dir.replace(/^"|"$/g, '');
-const addonApiDir = nodeAddonApi.startsWith('/') ? nodeAddonApi : join(rootDir, nodeAddonApi);
+// the package's own include_dir is relative to the *current directory*; resolve it ourselves
+const addonApiDir = dirname(require.resolve('node-addon-api/package.json'));
 
 const patches = existsSync(patchesDir) ? readdirSync(patchesDir).filter((f) => f.endsWith('.patch')).sort() : [];
 

@@ -77,6 +77,16 @@ struct ov_lora {
     ggml_tensor * ma = nullptr, * va = nullptr, * mb = nullptr, * vb = nullptr;  // AdamW moments (ctx_moment)
 };
 
+// gf = forward + loss (eval), gb = gf + backward + gradient accumulation, for n_out output rows
+struct ov_graph {
+    int64_t n_out = 0;
+    ggml_context * ctx = nullptr;
+    ggml_cgraph * gf = nullptr, * gb = nullptr;
+    ggml_tensor * inp_tokens = nullptr, * inp_pos = nullptr, * inp_mask = nullptr, * inp_out_ids = nullptr;
+    ggml_tensor * inp_labels = nullptr, * inp_rowmask = nullptr, * inp_loss_scale = nullptr;
+    ggml_tensor * loss = nullptr, * loss_grad = nullptr;
+};
+
 struct ov_trainer {
     ov_open_params params;
     llama_model * model = nullptr;
@@ -97,13 +107,12 @@ struct ov_trainer {
     ggml_backend_t backend_cpu = nullptr;
     ggml_backend_sched_t sched = nullptr;
 
-    // graphs: gf = forward + loss (eval), gb = gf + backward + accumulation, gopt = AdamW
-    ggml_context * ctx_compute = nullptr;
-    ggml_cgraph * gf = nullptr, * gb = nullptr, * gopt = nullptr;
+    // One training graph per output-row bucket (see ov_bucket): only positions with a label go
+    // through the vocabulary projection and the loss. gopt = the AdamW update of every pair.
+    std::map<int64_t, ov_graph *> graphs;
     size_t graph_size = 0;
-    ggml_tensor * inp_tokens = nullptr, * inp_pos = nullptr, * inp_mask = nullptr;
-    ggml_tensor * inp_labels = nullptr, * inp_rowmask = nullptr, * inp_loss_scale = nullptr;
-    ggml_tensor * loss = nullptr, * loss_grad = nullptr;
+    ggml_context * ctx_opt = nullptr;
+    ggml_cgraph * gopt = nullptr;
 
     std::atomic<bool> cancel{false};
     std::atomic<bool> abort_enabled{false};
@@ -228,7 +237,14 @@ static ggml_tensor * ov_norm(ggml_context * ctx, ggml_tensor * x, ggml_tensor * 
     return w ? ggml_mul(ctx, x, w) : x;
 }
 
-static std::string ov_build_graphs(ov_trainer * t) {
+// Output rows are bucketed so that a few graphs cover every micro-batch: n_out = the number of
+// trained positions rounded up to a multiple of max(16, T/8) (at most 8 buckets), capped at T.
+static int64_t ov_bucket(int64_t T, int64_t n_kept) {
+    const int64_t g = std::max<int64_t>(16, (T + 7) / 8);
+    return std::min<int64_t>(T, ((std::max<int64_t>(n_kept, 1) + g - 1) / g) * g);
+}
+
+static std::string ov_build_graph(ov_trainer * t, int64_t n_out, ov_graph ** out) {
     llama_model & M = *t->model;
     const llama_hparams & hp = M.hparams;
     const int64_t T = t->T;
@@ -249,22 +265,29 @@ static std::string ov_build_graphs(ov_trainer * t) {
     // Invariant (defect 3): the graph budget covers every tensor this context can hold, so
     // ggml_graph_add_node can never overflow; ggml_new_tensor would fail first, and the capacity
     // below is ~4x what a llama layer needs for forward + backward + accumulation.
-    const size_t n_tensors_cap = 8192 + (size_t) n_layer * 2048 + t->loras.size() * 16;
-    t->graph_size = n_tensors_cap + (size_t) M.n_tensors() + t->loras.size() * 8 + 64;
-    const size_t mem = n_tensors_cap * ggml_tensor_overhead() + 3 * ggml_graph_overhead_custom(t->graph_size, true);
+    // A llama layer needs ~200 tensors for forward + backward + accumulation; 768 per layer
+    // leaves a wide margin. The graph size covers the whole context plus the model's leafs.
+    const size_t n_tensors_cap = 2048 + (size_t) n_layer * 768 + t->loras.size() * 16;
+    const size_t graph_size = n_tensors_cap + (size_t) M.n_tensors() + t->loras.size() * 8 + 64;
+    t->graph_size = std::max(t->graph_size, graph_size);
+    const size_t mem = n_tensors_cap * ggml_tensor_overhead() + 3 * ggml_graph_overhead_custom(graph_size, true);
     ggml_init_params ip = { /*.mem_size =*/ mem, /*.mem_buffer =*/ nullptr, /*.no_alloc =*/ true };
-    t->ctx_compute = ggml_init(ip);
-    ggml_context * ctx = t->ctx_compute;
+    ggml_context * ctx = ggml_init(ip);
     if (!ctx) return fmt_err("E_OOM", "cannot allocate %zu bytes of graph metadata", mem);
+    auto * G = new ov_graph();
+    G->n_out = n_out;
+    G->ctx = ctx;
 
-    t->inp_tokens = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, T);            ggml_set_input(t->inp_tokens);  ggml_set_name(t->inp_tokens, "inp_tokens");
-    t->inp_pos    = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, T);            ggml_set_input(t->inp_pos);     ggml_set_name(t->inp_pos, "inp_pos");
-    t->inp_mask   = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, T, T);         ggml_set_input(t->inp_mask);    ggml_set_name(t->inp_mask, "inp_kq_mask");
-    t->inp_labels = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, t->n_vocab, T); ggml_set_input(t->inp_labels); ggml_set_name(t->inp_labels, "inp_labels");
-    t->inp_rowmask = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, 1, T);        ggml_set_input(t->inp_rowmask); ggml_set_name(t->inp_rowmask, "inp_row_mask");
-    t->inp_loss_scale = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, 1);        ggml_set_input(t->inp_loss_scale); ggml_set_name(t->inp_loss_scale, "inp_loss_scale");
+    auto input = [&](ggml_tensor * x, const char * name) { ggml_set_input(x); ggml_set_name(x, name); return x; };
+    G->inp_tokens  = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, T), "inp_tokens");
+    G->inp_pos     = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, T), "inp_pos");
+    G->inp_mask    = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, T, T), "inp_kq_mask");
+    G->inp_out_ids = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_out), "inp_out_ids");
+    G->inp_labels  = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, t->n_vocab, n_out), "inp_labels");
+    G->inp_rowmask = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, 1, n_out), "inp_row_mask");
+    G->inp_loss_scale = input(ggml_new_tensor_1d(ctx, GGML_TYPE_F32, 1), "inp_loss_scale");
 
-    ggml_tensor * x = ggml_get_rows(ctx, M.tok_embd, t->inp_tokens);     // [n_embd, T]
+    ggml_tensor * x = ggml_get_rows(ctx, M.tok_embd, G->inp_tokens);     // [n_embd, T]
 
     for (int64_t il = 0; il < n_layer; ++il) {
         llama_layer & L = M.layers[il];
@@ -284,9 +307,9 @@ static std::string ov_build_graphs(ov_trainer * t) {
         v = ggml_reshape_3d(ctx, v, hd, n_head_kv, T);
         if (L.attn_q_norm) q = ov_norm(ctx, q, L.attn_q_norm, eps);   // qwen3
         if (L.attn_k_norm) k = ov_norm(ctx, k, L.attn_k_norm, eps);
-        q = ggml_rope_ext(ctx, q, t->inp_pos, L.rope_freqs, n_rot, rope_type, n_ctx_orig, freq_base, freq_scale,
+        q = ggml_rope_ext(ctx, q, G->inp_pos, L.rope_freqs, n_rot, rope_type, n_ctx_orig, freq_base, freq_scale,
                           /*ext_factor =*/ 0.0f, attn_factor, beta_fast, beta_slow);
-        k = ggml_rope_ext(ctx, k, t->inp_pos, L.rope_freqs, n_rot, rope_type, n_ctx_orig, freq_base, freq_scale,
+        k = ggml_rope_ext(ctx, k, G->inp_pos, L.rope_freqs, n_rot, rope_type, n_ctx_orig, freq_base, freq_scale,
                           0.0f, attn_factor, beta_fast, beta_slow);
 
         // Invariant (defect 2): K and V are this micro-batch's own tensors (no KV cache leaf),
@@ -295,7 +318,7 @@ static std::string ov_build_graphs(ov_trainer * t) {
         ggml_tensor * K = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));    // [hd, T, n_head_kv]
         ggml_tensor * VT = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));   // [T, hd, n_head_kv]
         ggml_tensor * kq = ggml_mul_mat(ctx, K, Q);                           // [T_k, T_q, n_head]
-        kq = ggml_soft_max_ext(ctx, kq, t->inp_mask, kq_scale, 0.0f);
+        kq = ggml_soft_max_ext(ctx, kq, G->inp_mask, kq_scale, 0.0f);
         ggml_tensor * kqv = ggml_mul_mat(ctx, VT, kq);                        // [hd, T_q, n_head]
         ggml_tensor * o = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3)); // [hd, n_head, T]
         o = ggml_reshape_2d(ctx, o, hd * n_head, T);
@@ -309,48 +332,78 @@ static std::string ov_build_graphs(ov_trainer * t) {
         ggml_tensor * d = ov_linear(ctx, t, L.ffn_down, L.ffn_down_b, lora_of("ffn_down"), h);
         x = ggml_add(ctx, x, d);
     }
+    // only the trained positions (padded to the bucket) reach the vocabulary projection
+    if (n_out < T) x = ggml_get_rows(ctx, x, G->inp_out_ids);               // [n_embd, n_out]
     x = ov_norm(ctx, x, M.output_norm, eps);
-    ggml_tensor * logits = ggml_mul_mat(ctx, M.output ? M.output : M.tok_embd, x);   // [n_vocab, T]
+    ggml_tensor * logits = ggml_mul_mat(ctx, M.output ? M.output : M.tok_embd, x);   // [n_vocab, n_out]
     if (M.output_b) logits = ggml_add(ctx, logits, M.output_b);
 
     // Invariant (defect 4): masked rows have logits * 0 and an all-zero label row: their loss
     // term is exactly 0 and the gradient through the multiply is exactly 0.
-    ggml_tensor * masked = ggml_mul(ctx, logits, t->inp_rowmask);
-    ggml_tensor * ce = ggml_cross_entropy_loss(ctx, masked, t->inp_labels);  // sum(kept CE) / T
-    t->loss = ggml_mul(ctx, ce, t->inp_loss_scale);                       // * T / N_norm
-    ggml_set_name(t->loss, "loss");
-    ggml_set_output(t->loss);
-    ggml_set_loss(t->loss);
+    ggml_tensor * masked = ggml_mul(ctx, logits, G->inp_rowmask);
+    ggml_tensor * ce = ggml_cross_entropy_loss(ctx, masked, G->inp_labels);  // sum(kept CE) / n_out
+    G->loss = ggml_mul(ctx, ce, G->inp_loss_scale);                       // * n_out / N_norm
+    ggml_set_name(G->loss, "loss");
+    ggml_set_output(G->loss);
+    ggml_set_loss(G->loss);
 
-    t->gf = ggml_new_graph_custom(ctx, t->graph_size, /*grads =*/ true);
-    ggml_build_forward_expand(t->gf, t->loss);
-    const int n_fwd = ggml_graph_n_nodes(t->gf);
+    G->gf = ggml_new_graph_custom(ctx, graph_size, /*grads =*/ true);
+    ggml_build_forward_expand(G->gf, G->loss);
+    const int n_fwd = ggml_graph_n_nodes(G->gf);
 
-    t->gb = ggml_graph_dup(ctx, t->gf, /*force_grads =*/ true);
-    ggml_build_backward_expand(ctx, t->gb, /*grad_accs =*/ nullptr);
-    t->loss_grad = ggml_graph_get_grad_acc(t->gb, t->loss);
-    if (!t->loss_grad) return fmt_err("E_INTERNAL", "backward graph has no loss gradient");
-    ggml_set_input(t->loss_grad);
+    G->gb = ggml_graph_dup(ctx, G->gf, /*force_grads =*/ true);
+    ggml_build_backward_expand(ctx, G->gb, /*grad_accs =*/ nullptr);
+    G->loss_grad = ggml_graph_get_grad_acc(G->gb, G->loss);
+    *out = G;  // owned by the caller from here on, also on error
+    if (!G->loss_grad) return fmt_err("E_INTERNAL", "backward graph has no loss gradient");
+    ggml_set_input(G->loss_grad);
     for (auto & l : t->loras) {
-        ggml_tensor * da = ggml_graph_get_grad(t->gb, l.a);
-        ggml_tensor * db = ggml_graph_get_grad(t->gb, l.b);
+        ggml_tensor * da = ggml_graph_get_grad(G->gb, l.a);
+        ggml_tensor * db = ggml_graph_get_grad(G->gb, l.b);
         if (!da || !db) return fmt_err("E_INTERNAL", "no gradient reaches %s", l.name.c_str());
-        ggml_build_forward_expand(t->gb, ggml_add_inplace(ctx, l.ga, da));
-        ggml_build_forward_expand(t->gb, ggml_add_inplace(ctx, l.gb, db));
+        ggml_build_forward_expand(G->gb, ggml_add_inplace(ctx, l.ga, da));
+        ggml_build_forward_expand(G->gb, ggml_add_inplace(ctx, l.gb, db));
     }
-    const int n_bwd = ggml_graph_n_nodes(t->gb);
+    const int n_bwd = ggml_graph_n_nodes(G->gb);
+    ov_log("graph for %lld output rows: %d forward nodes, %d forward+backward nodes, budget %zu (defect 3: sized from the graph, not the inference budget)",
+           (long long) n_out, n_fwd, n_bwd, graph_size);
+    return "";
+}
 
-    t->gopt = ggml_new_graph_custom(ctx, t->loras.size() * 16 + 64, false);  // leafs: a, b, grads, moments
+static void ov_graph_free(ov_graph * G) {
+    if (!G) return;
+    if (G->ctx) ggml_free(G->ctx);
+    delete G;
+}
+
+static std::string ov_get_graph(ov_trainer * t, int64_t n_out, ov_graph ** out) {
+    auto it = t->graphs.find(n_out);
+    if (it != t->graphs.end()) { *out = it->second; return ""; }
+    ov_graph * G = nullptr;
+    std::string e = ov_build_graph(t, n_out, &G);
+    if (!e.empty()) { ov_graph_free(G); return e; }
+    t->graphs[n_out] = G;
+    *out = G;
+    return "";
+}
+
+// the full-size graph reserves the compute buffers; the AdamW graph is built once
+static std::string ov_build_graphs(ov_trainer * t) {
+    ov_graph * G = nullptr;
+    std::string e = ov_get_graph(t, t->T, &G);
+    if (!e.empty()) return e;
+
+    ggml_init_params ip = { (t->loras.size() * 2 + 8) * ggml_tensor_overhead() + ggml_graph_overhead_custom(t->loras.size() * 16 + 64, false), nullptr, true };
+    t->ctx_opt = ggml_init(ip);
+    t->gopt = ggml_new_graph_custom(t->ctx_opt, t->loras.size() * 16 + 64, false);  // leafs: a, b, grads, moments
     for (auto & l : t->loras) {
-        ggml_build_forward_expand(t->gopt, ggml_opt_step_adamw(ctx, l.a, l.ga, l.ma, l.va, t->adamw_params));
-        ggml_build_forward_expand(t->gopt, ggml_opt_step_adamw(ctx, l.b, l.gb, l.mb, l.vb, t->adamw_params));
+        ggml_build_forward_expand(t->gopt, ggml_opt_step_adamw(t->ctx_opt, l.a, l.ga, l.ma, l.va, t->adamw_params));
+        ggml_build_forward_expand(t->gopt, ggml_opt_step_adamw(t->ctx_opt, l.b, l.gb, l.mb, l.vb, t->adamw_params));
     }
-    ov_log("graph: %d forward nodes, %d forward+backward nodes, budget %zu (defect 3: sized from the graph, not the inference budget)",
-           n_fwd, n_bwd, t->graph_size);
 
     t->sched = ggml_backend_sched_new(t->backends.data(), nullptr, (int) t->backends.size(), t->graph_size, false, true);
-    if (!ggml_backend_sched_reserve(t->sched, t->gb)) {
-        return fmt_err("E_OOM", "cannot reserve compute buffers for sequence length %lld (try a shorter sequence)", (long long) T);
+    if (!ggml_backend_sched_reserve(t->sched, G->gb)) {
+        return fmt_err("E_OOM", "cannot reserve compute buffers for sequence length %lld (try a shorter sequence)", (long long) t->T);
     }
     return "";
 }
@@ -566,7 +619,8 @@ std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_mode
 void ov_trainer_free(ov_trainer * t) {
     if (!t) return;
     if (t->sched) ggml_backend_sched_free(t->sched);
-    if (t->ctx_compute) ggml_free(t->ctx_compute);
+    for (auto & kv : t->graphs) ov_graph_free(kv.second);
+    if (t->ctx_opt) ggml_free(t->ctx_opt);
     if (t->buf_param) ggml_backend_buffer_free(t->buf_param);
     if (t->buf_grad) ggml_backend_buffer_free(t->buf_grad);
     if (t->buf_moment) ggml_backend_buffer_free(t->buf_moment);
@@ -606,9 +660,10 @@ static std::string ov_check_window(ov_trainer * t, const ov_window & w, int64_t 
     return "";
 }
 
-// positions restart at each segment, attention is causal and stays inside the segment
-static void ov_set_inputs(ov_trainer * t, const ov_window & w, float loss_scale) {
-    const int64_t T = t->T, V = t->n_vocab;
+// positions restart at each segment, attention is causal and stays inside the segment; the
+// trained positions (in order, padded with position 0 / mask 0) are the graph's output rows
+static void ov_set_inputs(ov_trainer * t, ov_graph * G, const ov_window & w, float loss_scale) {
+    const int64_t T = t->T, V = t->n_vocab, n_out = G->n_out;
     std::vector<int32_t> pos(T);
     const bool segs = !w.segments.empty();
     for (int64_t i = 0; i < T; ++i) {
@@ -623,39 +678,61 @@ static void ov_set_inputs(ov_trainer * t, const ov_window & w, float loss_scale)
             row[ik] = ok ? 0.0f : ninf;
         }
     }
-    std::vector<float> rowmask(T);
-    std::fill(t->labels_host.begin(), t->labels_host.end(), 0.0f);
+    std::vector<int32_t> out_ids(n_out, 0);
+    std::vector<float> rowmask(n_out, 0.0f);
+    std::fill(t->labels_host.begin(), t->labels_host.begin() + (size_t) V * n_out, 0.0f);
+    int64_t j = 0;
     for (int64_t i = 0; i < T; ++i) {
-        rowmask[i] = w.labels[i] >= 0 ? 1.0f : 0.0f;
-        if (w.labels[i] >= 0) t->labels_host[(size_t) i * V + w.labels[i]] = 1.0f;
+        if (n_out == T) {  // full graph: row i is position i
+            if (w.labels[i] >= 0) { rowmask[i] = 1.0f; t->labels_host[(size_t) i * V + w.labels[i]] = 1.0f; }
+            out_ids[i] = (int32_t) i;
+        } else if (w.labels[i] >= 0) {
+            out_ids[j] = (int32_t) i;
+            rowmask[j] = 1.0f;
+            t->labels_host[(size_t) j * V + w.labels[i]] = 1.0f;
+            ++j;
+        }
     }
-    ggml_backend_tensor_set(t->inp_tokens, w.tokens.data(), 0, T * sizeof(int32_t));
-    ggml_backend_tensor_set(t->inp_pos, pos.data(), 0, T * sizeof(int32_t));
-    ggml_backend_tensor_set(t->inp_mask, t->mask_host.data(), 0, t->mask_host.size() * sizeof(float));
-    ggml_backend_tensor_set(t->inp_labels, t->labels_host.data(), 0, t->labels_host.size() * sizeof(float));
-    ggml_backend_tensor_set(t->inp_rowmask, rowmask.data(), 0, T * sizeof(float));
-    ggml_backend_tensor_set(t->inp_loss_scale, &loss_scale, 0, sizeof(float));
+    ggml_backend_tensor_set(G->inp_tokens, w.tokens.data(), 0, T * sizeof(int32_t));
+    ggml_backend_tensor_set(G->inp_pos, pos.data(), 0, T * sizeof(int32_t));
+    ggml_backend_tensor_set(G->inp_mask, t->mask_host.data(), 0, t->mask_host.size() * sizeof(float));
+    if (n_out < T) ggml_backend_tensor_set(G->inp_out_ids, out_ids.data(), 0, n_out * sizeof(int32_t));
+    ggml_backend_tensor_set(G->inp_labels, t->labels_host.data(), 0, (size_t) V * n_out * sizeof(float));
+    ggml_backend_tensor_set(G->inp_rowmask, rowmask.data(), 0, n_out * sizeof(float));
+    ggml_backend_tensor_set(G->inp_loss_scale, &loss_scale, 0, sizeof(float));
 }
 
-// allocate + set inputs + compute; returns the loss value
-static std::string ov_run(ov_trainer * t, ggml_cgraph * g, const ov_window * w, float loss_scale, bool abortable, float * loss_out) {
+// backward: run the forward+backward graph, else forward only. The loss value is
+// sum(CE over trained positions) / n_norm.
+static std::string ov_run_window(ov_trainer * t, const ov_window & w, int64_t n_kept, double n_norm, bool backward, float * loss_out) {
+    ov_graph * G = nullptr;
+    std::string e = ov_get_graph(t, ov_bucket(t->T, n_kept), &G);
+    if (!e.empty()) return e;
+    ggml_cgraph * g = backward ? G->gb : G->gf;
     ggml_backend_sched_reset(t->sched);
     if (!ggml_backend_sched_alloc_graph(t->sched, g)) {
         return fmt_err("E_OOM", "cannot allocate the compute graph");
     }
-    if (w) {
-        ov_set_inputs(t, *w, loss_scale);
-        if (g == t->gb) {
-            const float one = 1.0f;
-            ggml_backend_tensor_set(t->loss_grad, &one, 0, sizeof(float));
-        }
+    ov_set_inputs(t, G, w, (float) ((double) G->n_out / n_norm));
+    if (backward) {
+        const float one = 1.0f;
+        ggml_backend_tensor_set(G->loss_grad, &one, 0, sizeof(float));
     }
-    t->abort_enabled.store(abortable);
+    t->abort_enabled.store(true);
     const ggml_status st = ggml_backend_sched_graph_compute(t->sched, g);
     t->abort_enabled.store(false);
     if (st == GGML_STATUS_ABORTED) return fmt_err("E_CANCELLED", "cancelled");
     if (st != GGML_STATUS_SUCCESS) return fmt_err("E_COMPUTE", "graph compute failed (status %d)", (int) st);
-    if (loss_out) ggml_backend_tensor_get(t->loss, loss_out, 0, sizeof(float));
+    if (loss_out) ggml_backend_tensor_get(G->loss, loss_out, 0, sizeof(float));
+    return "";
+}
+
+// the AdamW graph: never aborted, so an update is applied completely or not at all
+static std::string ov_run_opt(ov_trainer * t) {
+    ggml_backend_sched_reset(t->sched);
+    if (!ggml_backend_sched_alloc_graph(t->sched, t->gopt)) return fmt_err("E_OOM", "cannot allocate the optimizer graph");
+    const ggml_status st = ggml_backend_sched_graph_compute(t->sched, t->gopt);
+    if (st != GGML_STATUS_SUCCESS) return fmt_err("E_COMPUTE", "optimizer step failed (status %d)", (int) st);
     return "";
 }
 
@@ -688,7 +765,7 @@ std::string ov_trainer_step(ov_trainer * t, const std::vector<ov_window> & mbs, 
     for (size_t i = 0; i < mbs.size(); ++i) {
         if (kept[i] == 0) continue;
         float l = 0.0f;
-        std::string e = ov_run(t, t->gb, &mbs[i], (float) t->T / (float) n_step, true, &l);
+        std::string e = ov_run_window(t, mbs[i], kept[i], (double) n_step, /*backward =*/ true, &l);
         if (!e.empty()) return e;
         loss += l;
     }
@@ -699,7 +776,7 @@ std::string ov_trainer_step(ov_trainer * t, const std::vector<ov_window> & mbs, 
                          (float) (1.0 / (1.0 - pow(opt.beta1, (double) t->adam_t))),
                          (float) (1.0 / (1.0 - pow(opt.beta2, (double) t->adam_t))) };
     ggml_backend_tensor_set(t->adamw_params, p, 0, sizeof(p));
-    std::string e = ov_run(t, t->gopt, nullptr, 0.0f, /*abortable =*/ false, nullptr);  // never half-apply an update
+    std::string e = ov_run_opt(t);
     if (!e.empty()) return e;
 
     res->loss = loss;
@@ -715,7 +792,7 @@ std::string ov_trainer_grad(ov_trainer * t, const ov_window & w, ov_step_result 
     if (kept == 0) return fmt_err("E_NO_TOKENS", "no trained tokens in this window");
     ggml_backend_buffer_clear(t->buf_grad, 0);
     float l = 0.0f;
-    e = ov_run(t, t->gb, &w, (float) t->T / (float) kept, true, &l);
+    e = ov_run_window(t, w, kept, (double) kept, /*backward =*/ true, &l);
     if (!e.empty()) return e;
     res->loss = l;
     res->n_trained = kept;
@@ -731,7 +808,7 @@ std::string ov_trainer_eval(ov_trainer * t, const std::vector<ov_window> & ws, d
         if (!e.empty()) return e;
         if (kept == 0) continue;
         float l = 0.0f;
-        e = ov_run(t, t->gf, &w, (float) t->T, true, &l);   // value = sum of CE over kept tokens
+        e = ov_run_window(t, w, kept, 1.0, /*backward =*/ false, &l);   // value = sum of CE over kept tokens
         if (!e.empty()) return e;
         *loss_sum += l;
         *n_trained += kept;
