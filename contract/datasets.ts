@@ -214,6 +214,11 @@ export const datasetsMethods = {
     ]),
     'Import a dataset file; with errors, answers needs_confirmation unless acceptProblems.',
   ),
+  'datasets.cancel': method(
+    z.object({ path: z.string().min(1) }),
+    z.object({ cancelled: z.boolean() }),
+    'Stop a running inspect / import of a file (nothing is stored; the call answers CANCELLED).',
+  ),
   'datasets.list': method(z.object({}), z.array(datasetInfoSchema), 'List the imported datasets.'),
   'datasets.show': method(
     z.object({ id: datasetIdSchema }),

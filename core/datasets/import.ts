@@ -306,7 +306,14 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
     await closeOut();
     if (outError) throw outError;
   } catch (e) {
-    out.destroy();
+    // Wait for the stream to close: its open may still be in flight, and would create the
+    // file again after an early rm.
+    if (!out.closed) {
+      await new Promise<void>((r) => {
+        out.once('close', () => r());
+        out.destroy();
+      });
+    }
     rmSync(tmp, { force: true });
     throw e;
   }

@@ -7,7 +7,7 @@
  * and keep the last two vocabularies; stats are cached per (dataset, model, seqLen, mask).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Llama } from 'node-llama-cpp';
 import {
@@ -27,8 +27,14 @@ import type {
   RunDatasets,
 } from '../runs/datasets-port.ts';
 import type { Store } from '../store/db.ts';
-import { importDataset, inspectDataset, storedDatasetPath, type ScanOptions } from './import.ts';
-import { readStoredRecords } from './records.ts';
+import {
+  datasetsDir,
+  importDataset,
+  inspectDataset,
+  storedDatasetPath,
+  type ScanOptions,
+} from './import.ts';
+import { readStoredRecords, recordOffsets } from './records.ts';
 import { tokenStats, writeTrainerInput, type TokenStats } from './stats.ts';
 import { RecordEncoder, TemplateError, type MaskMode } from './tokenize.ts';
 import type { DatasetFormat, FieldMapping, FileKind, NormalizedRecord } from './types.ts';
@@ -92,7 +98,39 @@ export interface DatasetLibraryDeps {
 export class DatasetLibrary {
   private readonly vocabs = new Map<string, Promise<LoadedVocab>>();
   private readonly statsCache = new Map<string, Promise<TokenStats>>();
-  constructor(private readonly deps: DatasetLibraryDeps) {}
+  /** Inspections / imports in progress, by resolved path (for datasets.cancel). */
+  private readonly running = new Map<string, AbortController>();
+  /** Byte offset of each record, per stored file (built on first random access). */
+  private readonly offsets = new Map<string, Promise<Float64Array>>();
+
+  constructor(private readonly deps: DatasetLibraryDeps) {
+    removeStaleTemps(datasetsDir(deps.dataDir));
+  }
+
+  /** Runs an inspection / import of `path` that `cancel(path)` can stop. */
+  private async track<T>(path: string, f: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const key = resolve(path);
+    if (this.running.has(key)) {
+      throw new OvernightError(
+        'CONFLICT',
+        `${key} is already being read; wait for it or cancel it`,
+      );
+    }
+    const ac = new AbortController();
+    this.running.set(key, ac);
+    try {
+      return await f(ac.signal);
+    } finally {
+      this.running.delete(key);
+    }
+  }
+
+  /** Stops a running inspection / import of `path`; nothing is stored. */
+  cancel(path: string): boolean {
+    const ac = this.running.get(resolve(path));
+    ac?.abort();
+    return ac !== undefined;
+  }
 
   private get db() {
     return this.deps.store.db;
@@ -135,19 +173,20 @@ export class DatasetLibrary {
     };
   }
 
-  inspect(p: SourceParams, signal?: AbortSignal) {
-    return inspectDataset(this.scanOptions(p, signal));
+  inspect(p: SourceParams) {
+    return this.track(p.path, (signal) => inspectDataset(this.scanOptions(p, signal)));
   }
 
   async import(
     p: SourceParams & { name?: string; acceptProblems?: boolean },
-    signal?: AbortSignal,
   ): Promise<MethodOutput<'datasets.import'>> {
-    const r = await importDataset({
-      ...this.scanOptions(p, signal),
-      dataDir: this.deps.dataDir,
-      acceptProblems: p.acceptProblems,
-    });
+    const r = await this.track(p.path, (signal) =>
+      importDataset({
+        ...this.scanOptions(p, signal),
+        dataDir: this.deps.dataDir,
+        acceptProblems: p.acceptProblems,
+      }),
+    );
     if (r.status === 'needs_confirmation')
       return { status: 'needs_confirmation', problems: r.problems, counts: r.counts };
     const existing = this.db.prepare('SELECT * FROM datasets WHERE hash = ?').get(r.hash) as
@@ -202,11 +241,18 @@ export class DatasetLibrary {
     limit: number,
   ): Promise<{ total: number; records: NormalizedRecord[] }> {
     const d = this.require(id);
+    const path = this.storedPath(d);
+    let offs = this.offsets.get(d.hash);
+    if (!offs) {
+      offs = recordOffsets(path);
+      offs.catch(() => this.offsets.delete(d.hash));
+      this.offsets.set(d.hash, offs);
+    }
+    const at = (await offs)[offset];
     const out: NormalizedRecord[] = [];
-    let i = 0;
-    for await (const r of readStoredRecords(this.storedPath(d))) {
-      if (i >= offset && out.length < limit) out.push(r);
-      i++;
+    if (at === undefined) return { total: d.records, records: out };
+    for await (const r of readStoredRecords(path, undefined, at)) {
+      out.push(r);
       if (out.length >= limit) break;
     }
     return { total: d.records, records: out };
@@ -394,6 +440,31 @@ export class DatasetLibrary {
   }
 }
 
+/** Temp files of imports whose process is gone (a crash or Ctrl-C mid-import). */
+function removeStaleTemps(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^\.import-(\d+)-[0-9a-f]+\.tmp$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = pid === process.pid;
+    if (!alive) {
+      try {
+        process.kill(pid, 0);
+        alive = true;
+      } catch (e) {
+        alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+      }
+    }
+    if (!alive) rmSync(join(dir, name), { force: true });
+  }
+}
+
 function statsWarnings(s: TokenStats, model: ModelInfo): string[] {
   const w: string[] = [];
   if (s.records > 0 && s.trainedTokens === 0)
@@ -430,7 +501,8 @@ export type DatasetMethod =
   | 'datasets.remove'
   | 'datasets.records'
   | 'datasets.stats'
-  | 'datasets.preview';
+  | 'datasets.preview'
+  | 'datasets.cancel';
 
 export function datasetsHandlers(lib: DatasetLibrary): Handlers<DatasetMethod> {
   return {
@@ -442,5 +514,6 @@ export function datasetsHandlers(lib: DatasetLibrary): Handlers<DatasetMethod> {
     'datasets.records': ({ id, offset, limit }) => lib.records(id, offset, limit),
     'datasets.stats': ({ id, modelId, seqLen, mask }) => lib.stats(id, modelId, seqLen, mask),
     'datasets.preview': ({ id, modelId, index, mask }) => lib.preview(id, modelId, index, mask),
+    'datasets.cancel': ({ path }) => ({ cancelled: lib.cancel(path) }),
   };
 }

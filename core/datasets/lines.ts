@@ -22,6 +22,8 @@ export interface LineOptions {
   signal?: AbortSignal;
   /** Read chunk size (bytes). */
   highWaterMark?: number;
+  /** Byte offset to start at (a line start); line numbers then count from there. */
+  start?: number;
 }
 
 const LF = 0x0a;
@@ -77,7 +79,10 @@ export function decodeUtf8(b: Uint8Array): { text: string } | { error: string } 
 }
 
 export async function* readLines(path: string, opts: LineOptions): AsyncGenerator<LineItem> {
-  const stream = createReadStream(path, { highWaterMark: opts.highWaterMark ?? 1 << 20 });
+  const stream = createReadStream(path, {
+    highWaterMark: opts.highWaterMark ?? 1 << 20,
+    start: opts.start ?? 0,
+  });
   let lineNo = 1;
   let pieces: Buffer[] = [];
   let pieceBytes = 0;

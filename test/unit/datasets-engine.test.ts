@@ -157,6 +157,47 @@ describe('datasets over the contract', () => {
     assert.equal((await port.resolve(datasetId)).id, datasetId);
   });
 
+  it('reads any record by index without reading the ones before it', async () => {
+    const all = await client.call('datasets.records', { id: datasetId, offset: 0, limit: 50 });
+    const last = await client.call('datasets.records', { id: datasetId, offset: 49, limit: 5 });
+    assert.deepEqual(last.records, [all.records[49]]);
+    const none = await client.call('datasets.records', { id: datasetId, offset: 50 });
+    assert.deepEqual(none.records, []);
+  });
+
+  it('cancels a running import: CANCELLED, nothing stored', async () => {
+    const big = join(dir, 'big.jsonl');
+    const line = (i: number) =>
+      JSON.stringify({
+        messages: [
+          { role: 'user', content: `q${i} ${'x'.repeat(200)}` },
+          { role: 'assistant', content: `a${i}` },
+        ],
+      });
+    writeFileSync(big, Array.from({ length: 60000 }, (_, i) => line(i)).join('\n'));
+    const before = (await client.call('datasets.list', {})).length;
+    const off = client.on('datasets.importProgress', (p) => {
+      if (p.records > 0) void client.call('datasets.cancel', { path: big });
+    });
+    await rejectsWith(client.call('datasets.import', { path: big }), 'CANCELLED');
+    off();
+    assert.equal((await client.call('datasets.list', {})).length, before);
+    const { readdirSync } = await import('node:fs');
+    assert.deepEqual(
+      readdirSync(join(dir, 'data', 'datasets')).filter((f) => f.endsWith('.tmp')),
+      [],
+    );
+    assert.deepEqual(await client.call('datasets.cancel', { path: big }), { cancelled: false });
+  });
+
+  it('removes temp files left by a crashed import when the engine starts', async () => {
+    const stale = join(dir, 'data', 'datasets', '.import-999999-abcdef.tmp');
+    writeFileSync(stale, 'partial');
+    const other = createEngine({ dataDir: join(dir, 'data') });
+    assert.equal(existsSync(stale), false);
+    await other.close();
+  });
+
   it('removes a dataset and its stored records', async () => {
     const d = await client.call('datasets.show', { id: datasetId });
     assert.deepEqual(await client.call('datasets.remove', { id: datasetId }), { removed: true });

@@ -104,6 +104,16 @@ export class ImportWizard {
     }
   }
 
+  /** Stops a running read or import (the engine stores nothing). */
+  async stop(): Promise<void> {
+    if (!this.inspecting && !this.importing) return;
+    try {
+      await this.#conn.client.call('datasets.cancel', { path: this.path.trim() });
+    } catch (err) {
+      this.error = errorMessage(err);
+    }
+  }
+
   reset(): void {
     this.path = '';
     this.format = null;
