@@ -109,7 +109,7 @@ describe('datasets page (web mode, real engine)', () => {
     assert.equal((await h.engine.datasets.list()).length, before, 'inspect stores nothing');
     assert.match(
       await page.getByTestId('import-button').innerText(),
-      /Import 1 valid records \(leave out 2\)/,
+      /Import 1 valid record \(leave out 2\)/,
     );
     await h.screenshot(page, 'datasets-problems');
     await page.getByTestId('cancel-import').click();

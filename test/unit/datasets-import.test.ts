@@ -279,6 +279,23 @@ describe('malformed files', () => {
     assert.equal(j.problems.items[0]!.line, 2);
   });
 
+  test('JSON: a single top-level object, and concatenated objects, are records too', async () => {
+    const one = await inspectDataset({ path: write('one.json', `  ${chat('a', 'b')}\n`) });
+    assert.equal(one.counts.valid, 1);
+    assert.equal(one.problems.items.length, 0);
+    const many = await inspectDataset({
+      path: write('many.json', `${chat('a', 'b')}\n${chat('c', 'd')}`),
+    });
+    assert.equal(many.counts.valid, 2);
+    const pretty = await inspectDataset({
+      path: write('pretty.jsonl', JSON.stringify([JSON.parse(chat('a', 'b'))], null, 2)),
+    });
+    assert.equal(pretty.kind, 'json', 'a .jsonl holding one JSON array is read as JSON');
+    assert.equal(pretty.counts.valid, 1);
+    const strings = await inspectDataset({ path: write('strings.json', '["a ] b", "c"]') });
+    assert.deepEqual(codes(strings), ['not_an_object', 'not_an_object']);
+  });
+
   test('problems are capped with an exact summary', async () => {
     const lines = Array.from({ length: 500 }, (_, i) =>
       i % 2 ? chat(`q${i}`, `a${i}`) : `not json ${i}`,
