@@ -10,7 +10,7 @@
  * Memory: the readers are bounded (one chunk + one record); dedupe keeps one 52-bit number per
  * record (a Map<number, line>, ~40 bytes a record: 40 MB for a million records).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, hash, randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { OvernightError } from '../../contract/errors.ts';
@@ -116,9 +116,10 @@ function addStats(s: DatasetStats, r: NormalizedRecord): void {
   }
 }
 
-/** 52 bits of a record's sha256, as an exact JS number (for the dedupe map). */
+/** 52 bits of a record's SHA-1, as an exact JS number (for the dedupe map; not security:
+ * a chance collision among a million records is ~1e-4 and would only drop one record). */
 function recordKey(json: string): number {
-  const d = createHash('sha256').update(json).digest();
+  const d = hash('sha1', json, 'buffer');
   return d.readUIntBE(0, 6) * 16 + (d[6]! >> 4);
 }
 
@@ -271,7 +272,7 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
   mkdirSync(dir, { recursive: true });
   const tmp = join(dir, `.import-${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
   const out = createWriteStream(tmp, { highWaterMark: 8 << 20 }); // room for a few 1 MiB blocks: no wait per block
-  const hash = createHash('sha256');
+  const digest = createHash('sha256');
   let bytes = 0;
   let outError: Error | null = null;
   out.on('error', (e) => (outError = e));
@@ -283,7 +284,7 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
     const block = pending.join('');
     pending = [];
     pendingBytes = 0;
-    hash.update(block);
+    digest.update(block);
     if (!out.write(block)) await new Promise<void>((r) => out.once('drain', r));
   };
   const sink = async (line: string) => {
@@ -330,10 +331,10 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
     rmSync(tmp, { force: true });
     return { status: 'needs_confirmation', ...result };
   }
-  const digest = hash.digest('hex');
-  const storedPath = storedDatasetPath(opts.dataDir, digest);
+  const contentHash = digest.digest('hex');
+  const storedPath = storedDatasetPath(opts.dataDir, contentHash);
   if (existsSync(storedPath))
     rmSync(tmp, { force: true }); // same content already stored
   else renameSync(tmp, storedPath);
-  return { status: 'imported', ...result, hash: digest, storedPath, storedBytes: bytes };
+  return { status: 'imported', ...result, hash: contentHash, storedPath, storedBytes: bytes };
 }
