@@ -97,6 +97,7 @@ export interface DatasetLibraryDeps {
 
 export class DatasetLibrary {
   private readonly vocabs = new Map<string, Promise<LoadedVocab>>();
+  private readonly inUse = new Map<string, number>();
   private readonly statsCache = new Map<string, Promise<TokenStats>>();
   /** Inspections / imports in progress, by resolved path (for datasets.cancel). */
   private readonly running = new Map<string, AbortController>();
@@ -271,13 +272,33 @@ export class DatasetLibrary {
       p = this.deps.llama().then((llama) => loadVocab(llama, model.path));
       p.catch(() => this.vocabs.delete(key));
       this.vocabs.set(key, p);
-      while (this.vocabs.size > 2) {
-        const [oldKey, old] = this.vocabs.entries().next().value as [string, Promise<LoadedVocab>];
-        this.vocabs.delete(oldKey);
-        void old.then((v) => v.dispose()).catch(() => {});
-      }
+      this.evict();
     }
     return p;
+  }
+
+  /** Keeps the last two vocabularies; one a token pass is still using stays until it ends. */
+  private evict(): void {
+    for (const [k, old] of this.vocabs) {
+      if (this.vocabs.size <= 2) break;
+      if ((this.inUse.get(k) ?? 0) > 0) continue;
+      this.vocabs.delete(k);
+      void old.then((v) => v.dispose()).catch(() => {});
+    }
+  }
+
+  /** Runs f with the model's vocabulary held (not disposed by eviction meanwhile). */
+  private async using<T>(model: ModelInfo, f: () => Promise<T>): Promise<T> {
+    const key = `${model.id}|${model.fingerprint}`;
+    this.inUse.set(key, (this.inUse.get(key) ?? 0) + 1);
+    try {
+      return await f();
+    } finally {
+      const n = (this.inUse.get(key) ?? 1) - 1;
+      if (n > 0) this.inUse.set(key, n);
+      else this.inUse.delete(key);
+      this.evict();
+    }
   }
 
   private async encoder(model: ModelInfo, mask: MaskMode, d: DatasetInfo): Promise<RecordEncoder> {
@@ -303,7 +324,7 @@ export class DatasetLibrary {
     // The promise is cached, so a second request for the same view waits for the first pass.
     let p = this.statsCache.get(key);
     if (!p) {
-      p = (async () => {
+      p = this.using(model, async () => {
         const enc = await this.encoder(model, mask, d);
         return tokenStats(readStoredRecords(this.storedPath(d)), enc, {
           seqLen,
@@ -315,7 +336,7 @@ export class DatasetLibrary {
               total: d.records,
             }),
         });
-      })();
+      });
       p.catch(() => this.statsCache.delete(key));
       this.statsCache.set(key, p);
     }
@@ -338,38 +359,53 @@ export class DatasetLibrary {
     const model = this.deps.model(modelId);
     const { records } = await this.records(id, index, 1);
     const record = records[0]!;
-    const v = await this.vocab(model);
-    const enc = await this.encoder(model, mask, d);
-    try {
-      const e = enc.encode(record);
-      const tokens = e.tokens.map((t, i) => ({
-        id: t,
-        text: v.pieceOf(t),
-        trained: e.mask[i] === 1,
-        special: v.isSpecial(t),
-      }));
-      return {
-        index,
-        total: d.records,
-        record,
-        tokens,
-        trained: e.trained,
-        warning:
-          e.trained === 0
-            ? `Record ${index + 1} has zero trained tokens: training on it teaches nothing (mask "${mask}").`
-            : null,
-      };
-    } catch (err) {
-      if (!(err instanceof TemplateError)) throw err;
-      return {
-        index,
-        total: d.records,
-        record,
-        tokens: [],
-        trained: 0,
-        warning: `Record ${index + 1} cannot be rendered with this model's chat template: ${err.message}`,
-      };
-    }
+    return this.using(model, async () => {
+      const v = await this.vocab(model);
+      const enc = await this.encoder(model, mask, d);
+      try {
+        const e = enc.encode(record);
+        const texts = e.tokens.map((t) => v.pieceOf(t));
+        // Byte tokens of one multi-byte character: show the character on the first of them.
+        for (let i = 0; i < texts.length; i++) {
+          if (!texts[i]!.includes('\uFFFD')) continue;
+          for (let j = i + 1; j < Math.min(texts.length, i + 4); j++) {
+            const joined = v.detokenize(e.tokens.slice(i, j + 1));
+            if (joined.includes('\uFFFD')) continue;
+            texts[i] = joined;
+            for (let k = i + 1; k <= j; k++) texts[k] = '';
+            i = j;
+            break;
+          }
+        }
+        const tokens = e.tokens.map((t, i) => ({
+          id: t,
+          text: texts[i]!,
+          trained: e.mask[i] === 1,
+          special: v.isSpecial(t),
+        }));
+        return {
+          index,
+          total: d.records,
+          record,
+          tokens,
+          trained: e.trained,
+          warning:
+            e.trained === 0
+              ? `Record ${index + 1} has zero trained tokens: training on it teaches nothing (mask "${mask}").`
+              : null,
+        };
+      } catch (err) {
+        if (!(err instanceof TemplateError)) throw err;
+        return {
+          index,
+          total: d.records,
+          record,
+          tokens: [],
+          trained: 0,
+          warning: `Record ${index + 1} cannot be rendered with this model's chat template: ${err.message}`,
+        };
+      }
+    });
   }
 
   // ---- the runs domain's port ----
@@ -408,14 +444,16 @@ export class DatasetLibrary {
       },
       prepare: async (input: DatasetPlanInput & { folder: string }): Promise<PreparedInput> => {
         const d = this.require(input.datasetId);
-        const enc = await this.encoder(input.model, 'assistant', d);
         const trainFile = join(input.folder, 'train.tokens');
         const validationFile =
           input.validationShare > 0 ? join(input.folder, 'validation.tokens') : null;
-        const r = await writeTrainerInput(this.storedPath(d), enc, trainFile, validationFile, {
-          seqLen: input.sequenceLength,
-          validationShare: input.validationShare,
-          seed: input.seed,
+        const r = await this.using(input.model, async () => {
+          const enc = await this.encoder(input.model, 'assistant', d);
+          return writeTrainerInput(this.storedPath(d), enc, trainFile, validationFile, {
+            seqLen: input.sequenceLength,
+            validationShare: input.validationShare,
+            seed: input.seed,
+          });
         });
         if (r.trainedTokens === 0) {
           throw new OvernightError(

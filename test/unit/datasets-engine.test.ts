@@ -121,6 +121,30 @@ describe('datasets over the contract', () => {
     );
   });
 
+  it('shows multi-byte characters split over byte tokens as the characters', async () => {
+    const f = join(dir, 'emoji.jsonl');
+    const reply = 'Party 🎉🎊 — déjà vu, 漢字.';
+    writeFileSync(
+      f,
+      JSON.stringify({
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'assistant', content: reply },
+        ],
+      }),
+    );
+    const r = await client.call('datasets.import', { path: f });
+    assert.ok(r.status === 'imported');
+    const p = await client.call('datasets.preview', { id: r.dataset.id, modelId, index: 0 });
+    const trained = p.tokens
+      .filter((t) => t.trained)
+      .map((t) => t.text)
+      .join('');
+    assert.equal(trained, reply + '<|im_end|>');
+    assert.ok(!p.tokens.some((t) => t.text.includes('\uFFFD')));
+    await client.call('datasets.remove', { id: r.dataset.id });
+  });
+
   it('warns loudly when nothing is trained at a sequence length', async () => {
     const s = await client.call('datasets.stats', { id: datasetId, modelId, seqLen: 16 });
     assert.ok(s.dropped > 0);
