@@ -7,7 +7,7 @@
  * and keep the last two vocabularies; stats are cached per (dataset, model, seqLen, mask).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Llama } from 'node-llama-cpp';
 import {
@@ -35,7 +35,12 @@ import {
   type ScanOptions,
 } from './import.ts';
 import { readStoredRecords, recordOffsets } from './records.ts';
-import { tokenStats, writeTrainerInput, type TokenStats } from './stats.ts';
+import {
+  tokenStats,
+  writeTrainerInput,
+  type TokenStats,
+  type TrainerInputResult,
+} from './stats.ts';
 import { RecordEncoder, TemplateError, type MaskMode } from './tokenize.ts';
 import type { DatasetFormat, FieldMapping, FileKind, NormalizedRecord } from './types.ts';
 import { loadVocab, type LoadedVocab } from './vocab.ts';
@@ -447,13 +452,41 @@ export class DatasetLibrary {
         const trainFile = join(input.folder, 'train.tokens');
         const validationFile =
           input.validationShare > 0 ? join(input.folder, 'validation.tokens') : null;
-        const r = await this.using(input.model, async () => {
+        // Written once: a resumed run with the same inputs reuses the files (the key names
+        // everything that shapes them); a changed sequence length writes them again.
+        const key = JSON.stringify({
+          v: 1,
+          dataset: d.hash,
+          model: input.model.fingerprint,
+          seqLen: input.sequenceLength,
+          validationShare: input.validationShare,
+          seed: input.seed,
+          mask: 'assistant',
+        });
+        const keyFile = join(input.folder, 'tokens.key.json');
+        let r: TrainerInputResult | null = null;
+        try {
+          const saved = JSON.parse(readFileSync(keyFile, 'utf8')) as {
+            key: string;
+            result: TrainerInputResult;
+          };
+          const filesThere =
+            existsSync(trainFile) &&
+            (saved.result.validationWindows === 0 ||
+              (validationFile !== null && existsSync(validationFile)));
+          if (saved.key === key && filesThere) r = saved.result;
+        } catch {
+          /* no saved input: write it */
+        }
+        r ??= await this.using(input.model, async () => {
           const enc = await this.encoder(input.model, 'assistant', d);
-          return writeTrainerInput(this.storedPath(d), enc, trainFile, validationFile, {
+          const res = await writeTrainerInput(this.storedPath(d), enc, trainFile, validationFile, {
             seqLen: input.sequenceLength,
             validationShare: input.validationShare,
             seed: input.seed,
           });
+          writeFileSync(keyFile, JSON.stringify({ key, result: res }));
+          return res;
         });
         if (r.trainedTokens === 0) {
           throw new OvernightError(

@@ -179,6 +179,30 @@ describe('datasets over the contract', () => {
     assert.ok(r.trainedTokens > 0);
     assert.ok(plan.trainedTokens > 0);
     assert.equal((await port.resolve(datasetId)).id, datasetId);
+    // Written once: the same inputs reuse the files; another sequence length rewrites them.
+    const { statSync } = await import('node:fs');
+    const mtime = statSync(r.trainFile).mtimeMs;
+    const again = await port.prepare({
+      datasetId,
+      model,
+      sequenceLength: 128,
+      validationShare: 0.1,
+      seed: 3,
+      folder,
+    });
+    assert.deepEqual(again, r);
+    assert.equal(statSync(r.trainFile).mtimeMs, mtime);
+    const shorter = await port.prepare({
+      datasetId,
+      model,
+      sequenceLength: 64,
+      validationShare: 0.1,
+      seed: 3,
+      folder,
+    });
+    const reread = new TokenDataReader(shorter.trainFile);
+    assert.equal(reread.seqLen, 64);
+    reread.close();
   });
 
   it('reads any record by index without reading the ones before it', async () => {
