@@ -30,7 +30,9 @@ import { OvernightError } from '../../contract/index.ts';
 import type { EventBus } from '../rpc/events.ts';
 import type { TrainingEvent, TrainingJob } from '../training/job.ts';
 import { TrainerProcess } from '../training/trainer-process.ts';
+import { TokenDataReader } from '../../native/ts/token-data.ts';
 import type { RunDatasets } from './datasets-port.ts';
+import { checkpointSeqLen, rebaseCheckpoint } from './rebase.ts';
 import {
   checkpointsToDelete,
   decideAfterCrash,
@@ -84,6 +86,20 @@ interface Active {
 const INPUT_FILE = 'input.json';
 
 export const ckptName = (step: number) => `step-${String(step).padStart(7, '0')}.ovck`;
+
+/** Training windows of the input a previous launch prepared (before it is rewritten), if any. */
+function windowsOf(inputFile: string): number | null {
+  if (!existsSync(inputFile)) return null;
+  try {
+    const { trainFile } = JSON.parse(readFileSync(inputFile, 'utf8')) as { trainFile: string };
+    const r = new TokenDataReader(trainFile);
+    const n = r.nWindows;
+    r.close();
+    return n;
+  } catch {
+    return null;
+  }
+}
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
@@ -241,6 +257,7 @@ export class RunSupervisor {
 
     const folder = queued.folder;
     mkdirSync(join(folder, 'checkpoints'), { recursive: true });
+    const previousWindows = windowsOf(join(folder, INPUT_FILE));
     const input = await this.d.datasets.prepare({
       datasetId: queued.datasetId,
       model,
@@ -260,6 +277,21 @@ export class RunSupervisor {
     const ckpts = this.d.store.checkpoints(queued.id).filter((c) => existsSync(c.path));
     const resumeFrom = ckpts.at(-1) ?? null;
     const fromStep = resumeFrom?.step ?? 0;
+    let resumePath = resumeFrom?.path ?? null;
+    if (resumePath && checkpointSeqLen(resumePath) !== cfg.sequenceLength) {
+      // An out-of-memory fallback shortened the sequence (lifecycle.decideAfterCrash).
+      const rebased = join(folder, 'trainer', `rebased-${ckptName(fromStep)}`);
+      mkdirSync(join(folder, 'trainer'), { recursive: true });
+      rebaseCheckpoint(resumePath, rebased, {
+        seqLen: cfg.sequenceLength,
+        oldWindows: previousWindows ?? input.trainWindows,
+        newWindows: input.trainWindows,
+      });
+      this.log(
+        `run ${queued.id}: checkpoint at step ${fromStep} rebased to sequence length ${cfg.sequenceLength}`,
+      );
+      resumePath = rebased;
+    }
     this.d.store.truncateAfter(queued.id, fromStep);
     let early = earlyStopStart;
     for (const e of this.d.store.evals(queued.id))
@@ -288,7 +320,7 @@ export class RunSupervisor {
       checkpoint: {
         dir: join(folder, 'trainer'),
         interval: keepBest ? gcd(cfg.evalInterval, cfg.checkpointInterval) : cfg.checkpointInterval,
-        resumeFrom: resumeFrom?.path ?? null,
+        resumeFrom: resumePath,
       },
       probes: cfg.probePrompts.length
         ? { prompts: cfg.probePrompts.map((text) => ({ text })), maxTokens: 48 }
@@ -567,6 +599,17 @@ export class RunSupervisor {
     const model = this.d.models.get(run.modelId);
     if (!model) throw new Error(`model ${run.modelId} is no longer in the library`);
     const tmpDir = join(run.folder, 'export-tmp');
+    mkdirSync(tmpDir, { recursive: true });
+    // A checkpoint from before an out-of-memory fallback has the longer sequence of its time;
+    // the data file has the current one. No step is taken, so only the recorded length matters.
+    const data = new TokenDataReader(dataPath);
+    const { seqLen, nWindows } = data;
+    data.close();
+    let from = ckptPath;
+    if (checkpointSeqLen(ckptPath) !== seqLen) {
+      from = join(tmpDir, 'rebased.ovck');
+      rebaseCheckpoint(ckptPath, from, { seqLen, oldWindows: nWindows, newWindows: nWindows });
+    }
     const proc = new TrainerProcess({
       env: this.d.trainerEnv,
       inheritOutput: this.d.inheritTrainerOutput ?? false,
@@ -585,7 +628,7 @@ export class RunSupervisor {
       schedule: { type: cfg.lrSchedule },
       windowsPerStep: cfg.effectiveBatch,
       maxSteps: step,
-      checkpoint: { dir: tmpDir, resumeFrom: ckptPath },
+      checkpoint: { dir: tmpDir, resumeFrom: from },
       seed: cfg.seed,
       threads: cfg.threads,
       gpuLayers: cfg.backend === 'cpu' ? 0 : cfg.gpuLayers < 0 ? 999 : cfg.gpuLayers,

@@ -2,15 +2,14 @@
  * Shared set-up of the runs integration tests: a real store, model library, event bus and
  * RunsService in a temp data folder, running the REAL training process on a tiny generated model.
  *
- * Datasets here are pre-tokenized windows (native/ts/token-data.ts files the test writes), given
- * to the runs domain through its RunDatasets port: the tests are about the supervisor, not about
- * chat templates. `prepare` splits them into train / validation files in the run folder the way
- * the datasets domain does (validation share, at least one window each side).
+ * Datasets here are generated token windows (native/ts/token-data.ts files), given to the runs
+ * domain through its RunDatasets port: these tests are about the supervisor, not chat templates
+ * (test/integration/runs-engine.test.ts goes through the real datasets domain).
  */
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
-import { TokenDataReader, writeTokenData, type TokenWindow } from '../../native/ts/token-data.ts';
+import { join } from 'node:path';
+import { writeTokenData, type TokenWindow } from '../../native/ts/token-data.ts';
 import { ModelLibrary } from '../../core/models/library.ts';
 import { createEventBus, type EventBus } from '../../core/rpc/events.ts';
 import { openStore, type Store } from '../../core/store/db.ts';
@@ -38,53 +37,71 @@ export function writeWindows(
   return path;
 }
 
-/** Datasets given as `{ train, validation }` token files, registered by id. */
-export class TokenFileDatasets implements RunDatasets {
-  readonly files = new Map<string, { train: string; validation: string | null }>();
+/** A dataset as generated windows: how many, and the token at position t of window w. */
+export interface WindowSpec {
+  train: number;
+  validation: number;
+  token: (w: number, t: number) => number;
+  validationToken?: (w: number, t: number) => number;
+}
 
-  add(id: string, train: string, validation: string | null): string {
-    this.files.set(id, { train, validation });
+/**
+ * Datasets of generated windows, registered by id. `prepare` writes them at the run's
+ * sequence length (every position trained), like the datasets domain writes tokenized records.
+ */
+export class TokenFileDatasets implements RunDatasets {
+  readonly specs = new Map<string, WindowSpec>();
+
+  add(id: string, spec: WindowSpec): string {
+    this.specs.set(id, spec);
     return id;
   }
 
-  private get(id: string) {
-    const f = this.files.get(id);
-    if (!f) throw Object.assign(new Error(`no dataset "${id}"`), { code: 'NOT_FOUND' });
-    return f;
+  private get(id: string): WindowSpec {
+    const s = this.specs.get(id);
+    if (!s) throw Object.assign(new Error(`no dataset "${id}"`), { code: 'NOT_FOUND' });
+    return s;
   }
 
   async resolve(id: string) {
-    const f = this.get(id);
-    const r = new TokenDataReader(f.train);
-    const n = r.nWindows;
-    r.close();
-    return { id, name: basename(f.train), records: n };
+    const s = this.get(id);
+    return { id, name: id, records: s.train + s.validation };
   }
 
-  async plan(input: { datasetId: string; sequenceLength: number }) {
-    const f = this.get(input.datasetId);
-    const count = (p: string | null) => {
-      if (!p) return { windows: 0, tokens: 0 };
-      const r = new TokenDataReader(p);
-      let tokens = 0;
-      for (let i = 0; i < r.nWindows; i++) tokens += r.trainedTokens(i);
-      const out = { windows: r.nWindows, tokens };
-      r.close();
-      return out;
+  async plan(input: { datasetId: string; sequenceLength: number; validationShare: number }) {
+    const s = this.get(input.datasetId);
+    const validationWindows = input.validationShare > 0 ? s.validation : 0;
+    return {
+      trainWindows: s.train,
+      validationWindows,
+      trainedTokens: s.train * input.sequenceLength,
     };
-    const t = count(f.train);
-    const v = count(f.validation);
-    return { trainWindows: t.windows, validationWindows: v.windows, trainedTokens: t.tokens };
   }
 
-  async prepare(input: { datasetId: string; sequenceLength: number; folder: string }) {
-    const f = this.get(input.datasetId);
-    const trainFile = join(input.folder, 'train.tok');
-    const validationFile = f.validation ? join(input.folder, 'validation.tok') : null;
-    if (!existsSync(trainFile)) copyFileSync(f.train, trainFile);
-    if (validationFile && f.validation && !existsSync(validationFile))
-      copyFileSync(f.validation, validationFile);
-    return { ...(await this.plan(input)), trainFile, validationFile };
+  async prepare(input: {
+    datasetId: string;
+    sequenceLength: number;
+    validationShare: number;
+    folder: string;
+  }) {
+    const s = this.get(input.datasetId);
+    const plan = await this.plan(input);
+    const trainFile = writeWindows(
+      join(input.folder, 'train.tokens'),
+      s.train,
+      input.sequenceLength,
+      s.token,
+    );
+    const validationFile =
+      plan.validationWindows > 0
+        ? writeWindows(
+            join(input.folder, 'validation.tokens'),
+            s.validation,
+            input.sequenceLength,
+            s.validationToken ?? s.token,
+          )
+        : null;
+    return { ...plan, trainFile, validationFile };
   }
 }
 

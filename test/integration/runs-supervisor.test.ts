@@ -8,29 +8,23 @@ import { existsSync, renameSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Run, RunConfigInput } from '../../contract/index.ts';
-import { runsFixture, writeWindows, type RunsFixture } from './runs-fixtures.ts';
+import { decideAfterCrash } from '../../core/runs/lifecycle.ts';
+import { runsFixture, type RunsFixture } from './runs-fixtures.ts';
 
 let f: RunsFixture;
 const SEQ = 32;
 
-/** Train on a repeating 7-token cycle; validate on the same tokens in another order. */
+/** Train on a repeating 7-token cycle; `overfit` validates on the same tokens in another order. */
 function addDatasets(fx: RunsFixture) {
-  const d = fx.dir;
-  fx.datasets.add(
-    'cycle',
-    writeWindows(join(d, 'cycle.tok'), 24, SEQ, (w, t) => 100 + ((w + t) % 7)),
-    writeWindows(join(d, 'cycle-val.tok'), 4, SEQ, (w, t) => 100 + ((w + t) % 7)),
-  );
-  fx.datasets.add(
-    'overfit',
-    writeWindows(join(d, 'overfit.tok'), 8, SEQ, (w, t) => 100 + ((w + t) % 7)),
-    writeWindows(join(d, 'overfit-val.tok'), 4, SEQ, (w, t) => 100 + (((w + t) * 3) % 7)),
-  );
-  fx.datasets.add(
-    'empty',
-    writeWindows(join(d, 'empty.tok'), 0, SEQ, () => 0),
-    null,
-  );
+  const cycle = (w: number, t: number) => 100 + ((w + t) % 7);
+  fx.datasets.add('cycle', { train: 24, validation: 4, token: cycle });
+  fx.datasets.add('overfit', {
+    train: 8,
+    validation: 4,
+    token: cycle,
+    validationToken: (w, t) => 100 + (((w + t) * 3) % 7),
+  });
+  fx.datasets.add('empty', { train: 0, validation: 0, token: cycle });
 }
 
 const base = (over: Partial<RunConfigInput> = {}): RunConfigInput => ({
@@ -208,6 +202,42 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
     assertContinuous(run.id, 30);
   });
 
+  it('after an out-of-memory fallback shortens the sequence, resumes from the rebased checkpoint', async () => {
+    const run = await f.service.create(
+      base({
+        sequenceLength: 4 * SEQ,
+        maxSteps: 30,
+        checkpointInterval: 100,
+        evalInterval: 100,
+        validationShare: 0,
+      }),
+    );
+    await untilStep(run.id, 8);
+    f.service.supervisor.pause(run.id);
+    const paused = await untilSettled(run.id);
+    assert.equal(paused.state, 'paused');
+    // What the supervisor applies when the trainer reports E_OOM (lifecycle.decideAfterCrash).
+    const dec = decideAfterCrash(paused.config, paused.overrides, paused.retries, {
+      message: 'E_OOM',
+      oom: true,
+      step: paused.step,
+    });
+    assert.deepEqual(dec.overrides, { sequenceLength: 2 * SEQ });
+    f.runStore.update(run.id, { overrides: dec.overrides });
+    f.service.supervisor.resume(run.id);
+    const done = await untilSettled(run.id);
+    assert.equal(done.state, 'completed', done.stateReason ?? '');
+    assert.match(done.stateReason ?? '', /Completed 30 steps/);
+    assert.ok(
+      existsSync(
+        join(done.folder, 'trainer', `rebased-step-${String(paused.step).padStart(7, '0')}.ovck`),
+      ),
+    );
+    assertContinuous(run.id, 30);
+    const after = f.runStore.metrics(run.id, paused.step + 1, 30);
+    assert.ok(after.every((m) => m.tokensPerSecond > 0));
+  });
+
   it('calibrates the time estimate with real steps; a finish-by time picks the steps', async () => {
     const est = await f.service.estimate(base({ maxSteps: 100 }), true);
     assert.ok(est.time, 'a calibration ran');
@@ -278,7 +308,7 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
       { sequenceLength: ctx * 2 },
       new RegExp(`sequenceLength: ${ctx * 2} is beyond the model's context length \\(${ctx}\\)`),
     );
-    await refuse({ dataset: 'empty' }, /dataset: "empty.tok" is empty/);
+    await refuse({ dataset: 'empty' }, /dataset: "empty" is empty/);
     const model = f.models.require(f.modelId);
     renameSync(model.path, `${model.path}.moved`);
     try {

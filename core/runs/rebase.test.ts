@@ -1,0 +1,50 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readCheckpoint, writeCheckpoint } from '../training/checkpoint.ts';
+import { checkpointSeqLen, rebaseCheckpoint } from './rebase.ts';
+
+test('a rebased checkpoint keeps the state and step, records the new length and moves the cursor proportionally', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'overnight-'));
+  try {
+    const src = join(dir, 'a.ovck');
+    const state = Buffer.from(Array.from({ length: 64 }, (_, i) => i));
+    const match = {
+      modelFingerprint: 'f',
+      rank: 4,
+      alpha: 8,
+      targets: ['attn_q'],
+      seqLen: 128,
+      windowsPerStep: 2,
+      seed: 1,
+    };
+    writeCheckpoint(
+      src,
+      {
+        step: 12,
+        adamT: 12,
+        cursor: { epoch: 1, index: 30 },
+        rngState: 7,
+        trainedTokens: 999,
+        elapsedMs: 5,
+        match,
+      },
+      state,
+    );
+    assert.equal(checkpointSeqLen(src), 128);
+    const dest = join(dir, 'b.ovck');
+    rebaseCheckpoint(src, dest, { seqLen: 64, oldWindows: 40, newWindows: 80 });
+    const b = readCheckpoint(dest);
+    assert.deepEqual(b.state, state);
+    assert.equal(b.meta.step, 12);
+    assert.equal(b.meta.adamT, 12);
+    assert.equal(b.meta.rngState, 7);
+    assert.deepEqual(b.meta.cursor, { epoch: 1, index: 60 });
+    assert.deepEqual(b.meta.match, { ...match, seqLen: 64 });
+    assert.equal(checkpointSeqLen(src), 128, 'the original is untouched');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
