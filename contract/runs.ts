@@ -250,8 +250,6 @@ export const runStates = [
   'interrupted',
 ] as const;
 export type RunState = (typeof runStates)[number];
-/** States a run never leaves on its own. */
-export const finalStates: readonly RunState[] = ['completed', 'cancelled'];
 
 export const memoryVerdicts = ['fits', 'tight', 'will-not-fit'] as const;
 
