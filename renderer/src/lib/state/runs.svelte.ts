@@ -55,6 +55,7 @@ export class RunsState {
 
   #upsert(run: Run): void {
     const i = this.list.findIndex((r) => r.id === run.id);
+    notifyIfFinished(this, this.list[i], run);
     this.list = i < 0 ? [run, ...this.list] : this.list.with(i, run);
   }
 
@@ -84,6 +85,28 @@ export class RunsState {
   async control(verb: 'pause' | 'resume' | 'cancel', id: string): Promise<void> {
     this.#upsert(await this.client.call(`runs.${verb}`, { id }));
   }
+}
+
+/**
+ * A desktop notification (browser Notification API; Electron shows it natively) when a run
+ * completes or fails for good. A failed run that retries is queued again at once, so the
+ * check waits a moment and notifies only if the run is still in that state.
+ */
+function notifyIfFinished(runs: RunsState, prev: Run | undefined, run: Run): void {
+  if (typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
+  if ((run.state !== 'completed' && run.state !== 'failed') || prev?.state === run.state) return;
+  setTimeout(() => {
+    if (runs.byId(run.id)?.state !== run.state) return;
+    new Notification(`Overnight: run ${run.state}`, {
+      body: `${run.name}${run.stateReason ? ` — ${run.stateReason}` : ''}`,
+    });
+  }, 1000);
+}
+
+/** Ask once, when the user starts a run, whether finished runs may notify. */
+function askNotificationPermission(): void {
+  if (typeof Notification !== 'undefined' && Notification.permission === 'default')
+    void Notification.requestPermission();
 }
 
 /** One run's page: live while it runs, complete when it is done. */
@@ -254,6 +277,7 @@ export class NewRunForm {
   async create(name?: string): Promise<Run | null> {
     this.busy = 'create';
     this.error = null;
+    askNotificationPermission();
     try {
       return await this.#runs.client.call('runs.create', {
         config: $state.snapshot(this.config),
