@@ -115,6 +115,22 @@ describe('training runs in the worker process (tiny Q4_0 model)', () => {
     assert.equal(res.steps.at(-1)!.step, ck.meta.step + 1);
   });
 
+  test('checkpoint-now and pause: a manual checkpoint, then a pause checkpoint and done(paused)', async () => {
+    const ckDir = join(tmp.dir, 'pause-ck');
+    const r = await runJob(job('pause', { maxSteps: 1000, evalInterval: 0, checkpoint: { dir: ckDir } }), (e, p) => {
+      if (e.type === 'step' && e.step === 2) p.checkpointNow();
+      if (e.type === 'checkpoint' && e.kind === 'manual') p.pause();
+    });
+    const cks = r.events.filter((e) => e.type === 'checkpoint');
+    assert.deepEqual(
+      cks.map((e) => (e.type === 'checkpoint' ? e.kind : '')),
+      ['manual', 'pause'],
+    );
+    assert.equal(r.final.type, 'done');
+    assert.equal((r.final as { status: string }).status, 'paused');
+    assert.equal(readCheckpoint(ckDir).meta.step, (r.final as { step: number }).step);
+  });
+
   test('a corrupt or missing checkpoint fails before training with E_CHECKPOINT', async () => {
     const r = await runJob(job('missing', { checkpoint: { dir: join(tmp.dir, 'x'), resumeFrom: join(tmp.dir, 'nope') } }));
     assert.equal(r.final.type, 'error');
