@@ -111,6 +111,7 @@ public:
             InstanceMethod("step", &TrainerWrap::Step),
             InstanceMethod("grad", &TrainerWrap::Grad),
             InstanceMethod("evaluate", &TrainerWrap::Evaluate),
+            InstanceMethod("referenceLoss", &TrainerWrap::ReferenceLoss),
             InstanceMethod("loras", &TrainerWrap::Loras),
             InstanceMethod("getTensor", &TrainerWrap::GetTensor),
             InstanceMethod("setTensor", &TrainerWrap::SetTensor),
@@ -239,6 +240,22 @@ private:
         auto n = std::make_shared<int64_t>(0);
         ov_trainer * t = t_;
         return start(env, [t, wins, sum, n] { return ov_trainer_eval(t, *wins, sum.get(), n.get()); },
+                     [sum, n](Napi::Env env) -> Napi::Value {
+                         auto r = Napi::Object::New(env);
+                         r.Set("lossSum", *sum);
+                         r.Set("nTrained", (double) *n);
+                         return r;
+                     });
+    }
+
+    Napi::Value ReferenceLoss(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        need_idle(env);
+        auto w = std::make_shared<ov_window>(to_window(info[0]));
+        auto sum = std::make_shared<double>(0.0);
+        auto n = std::make_shared<int64_t>(0);
+        ov_trainer * t = t_;
+        return start(env, [t, w, sum, n] { return ov_trainer_reference_loss(t, *w, sum.get(), n.get()); },
                      [sum, n](Napi::Env env) -> Napi::Value {
                          auto r = Napi::Object::New(env);
                          r.Set("lossSum", *sum);

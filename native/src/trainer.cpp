@@ -955,6 +955,55 @@ std::string ov_trainer_probe(ov_trainer * t, const ov_probe_params & p, std::vec
     return ov_trainer_detokenize(t, *out_tokens, text);
 }
 
+// Reference: the same loss computed by llama.cpp's own inference graph (llama_decode, no
+// adapter). With B = 0 our training graph must agree: this checks the graph against upstream for
+// every architecture we accept (tests call it; it is not used in training).
+std::string ov_trainer_reference_loss(ov_trainer * t, const ov_window & w, double * loss_sum, int64_t * n_trained) {
+    int64_t kept = 0;
+    std::string e = ov_check_window(t, w, &kept);
+    if (!e.empty()) return e;
+    if (!w.segments.empty()) return fmt_err("E_INPUT", "the reference loss supports single-segment windows only");
+    const int64_t T = t->T;
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = (uint32_t) std::max<int64_t>(256, T);
+    cp.n_batch = (uint32_t) T;
+    cp.n_ubatch = (uint32_t) T;
+    cp.n_threads = cp.n_threads_batch = t->params.n_threads > 0 ? t->params.n_threads : (int) std::max(1u, std::thread::hardware_concurrency());
+    cp.type_k = GGML_TYPE_F32;
+    cp.type_v = GGML_TYPE_F32;
+    cp.no_perf = true;
+    llama_context * ctx = llama_init_from_model(t->model, cp);
+    if (!ctx) return fmt_err("E_PROBE", "cannot create an inference context");
+    llama_batch batch = llama_batch_init((int32_t) T, 0, 1);
+    for (int64_t i = 0; i < T; ++i) {
+        batch.token[i] = w.tokens[i];
+        batch.pos[i] = (llama_pos) i;
+        batch.n_seq_id[i] = 1;
+        batch.seq_id[i][0] = 0;
+        batch.logits[i] = 1;
+    }
+    batch.n_tokens = (int32_t) T;
+    std::string err;
+    if (llama_decode(ctx, batch) != 0) err = fmt_err("E_PROBE", "llama_decode failed");
+    double sum = 0.0;
+    if (err.empty()) {
+        for (int64_t i = 0; i < T; ++i) {
+            if (w.labels[i] < 0) continue;
+            const float * lg = llama_get_logits_ith(ctx, (int32_t) i);
+            double mx = -INFINITY;
+            for (int64_t v = 0; v < t->n_vocab; ++v) mx = std::max(mx, (double) lg[v]);
+            double z = 0.0;
+            for (int64_t v = 0; v < t->n_vocab; ++v) z += exp((double) lg[v] - mx);
+            sum += (mx + log(z)) - (double) lg[w.labels[i]];
+        }
+    }
+    llama_batch_free(batch);
+    llama_free(ctx);
+    *loss_sum = sum;
+    *n_trained = kept;
+    return err;
+}
+
 std::string ov_trainer_tokenize(ov_trainer * t, const std::string & text, bool add_special, std::vector<int32_t> * out) {
     const llama_vocab * vocab = llama_model_get_vocab(t->model);
     int32_t n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), nullptr, 0, add_special, true);

@@ -91,6 +91,7 @@ std::string ov_trainer_get_state(ov_trainer * t, std::vector<uint8_t> * out, int
 std::string ov_trainer_set_state(ov_trainer * t, const std::vector<uint8_t> & in, int64_t adam_t);
 std::string ov_trainer_save_adapter(ov_trainer * t, const std::string & path, const std::vector<std::pair<std::string, std::string>> & kv);
 std::string ov_trainer_probe(ov_trainer * t, const ov_probe_params & p, std::vector<int32_t> * out_tokens, std::string * text);
+std::string ov_trainer_reference_loss(ov_trainer * t, const ov_window & w, double * loss_sum, int64_t * n_trained);
 std::string ov_trainer_tokenize(ov_trainer * t, const std::string & text, bool add_special, std::vector<int32_t> * out);
 std::string ov_trainer_detokenize(ov_trainer * t, const std::vector<int32_t> & toks, std::string * out);
 void        ov_trainer_device_memory(ov_trainer * t, int64_t * used, int64_t * total);  // -1 when unknown

@@ -78,6 +78,7 @@ interface RawTrainer {
   step(w: TokenWindow[], o: object): Promise<StepResult>;
   grad(w: TokenWindow): Promise<StepResult>;
   evaluate(w: TokenWindow[]): Promise<{ lossSum: number; nTrained: number }>;
+  referenceLoss(w: TokenWindow): Promise<{ lossSum: number; nTrained: number }>;
   loras(): { name: string; dIn: number; dOut: number }[];
   getTensor(name: string, kind: string): Float32Array;
   setTensor(name: string, kind: string, d: Float32Array): void;
@@ -179,6 +180,10 @@ export class Trainer {
   /** Forward only: summed loss over the trained tokens of the windows. */
   evaluate(windows: TokenWindow[]): Promise<{ lossSum: number; nTrained: number }> {
     return call(() => this.raw.evaluate(windows));
+  }
+  /** The same summed loss from llama.cpp's own inference graph (base model, no adapter). */
+  referenceLoss(window: TokenWindow): Promise<{ lossSum: number; nTrained: number }> {
+    return call(() => this.raw.referenceLoss(window));
   }
   loras(): { name: string; dIn: number; dOut: number }[] {
     return sync(() => this.raw.loras());
