@@ -107,8 +107,6 @@ export class RunSupervisor {
   private active: Active | null = null;
   private starting = false;
   private closed = false;
-  /** Resolves when the queue has nothing running (tests, shutdown). */
-  private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly d: SupervisorDeps) {}
 
@@ -154,16 +152,13 @@ export class RunSupervisor {
   pump(): void {
     if (this.closed || this.active || this.starting) return;
     const next = this.d.store.nextQueued();
-    if (!next) {
-      const w = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const f of w) f();
-      return;
-    }
+    if (!next) return;
     this.starting = true;
     this.launch(next)
       .catch((err: unknown) => {
         const msg = err instanceof Error ? err.message : String(err);
+        // Paused or cancelled while it was starting: that state stands.
+        if (this.d.store.get(next.id)?.state !== 'queued') return;
         this.setState(next.id, 'failed', `Could not start: ${msg}`, {
           finishedAt: new Date().toISOString(),
         });
@@ -172,12 +167,6 @@ export class RunSupervisor {
         this.starting = false;
         if (!this.active) this.pump();
       });
-  }
-
-  /** Resolves when no run is running or starting and the queue is empty. */
-  whenIdle(): Promise<void> {
-    if (!this.active && !this.starting && !this.d.store.nextQueued()) return Promise.resolve();
-    return new Promise((r) => this.idleWaiters.push(r));
   }
 
   // --- requests from the user
@@ -296,6 +285,8 @@ export class RunSupervisor {
     let early = earlyStopStart;
     for (const e of this.d.store.evals(queued.id))
       early = observeEval(early, e.step, e.valLoss, cfg);
+    // The best evaluation may have been past the checkpoint (forgotten above).
+    this.d.store.update(queued.id, { bestStep: early.bestStep, bestValLoss: early.bestLoss });
 
     // The trainer checkpoints on a timer; to be able to keep the checkpoint of the best eval,
     // that timer also fires at every eval (extra ones are dropped unless best).
