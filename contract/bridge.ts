@@ -30,6 +30,8 @@ export interface OpenFileOptions {
 export interface ShellBridge {
   /** Native "open file" dialog; resolves with the absolute path, or null when cancelled. */
   openFile(options: OpenFileOptions): Promise<string | null>;
+  /** The absolute path of a File the user dropped (Electron's webUtils); '' when it has none. */
+  pathForFile(file: File): string;
 }
 
 /** IPC channel names (main <-> preload). */

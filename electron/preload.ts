@@ -7,7 +7,7 @@
  * A sandboxed preload can only require('electron') and a few built-ins, so electron/build.mjs
  * bundles this file (with the contract) into one CommonJS script, dist/electron/preload.cjs.
  */
-import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
+import { contextBridge, ipcRenderer, webUtils, type IpcRendererEvent } from 'electron';
 import {
   ipcChannels,
   type OpenFileOptions,
@@ -41,6 +41,8 @@ bridge.on = (event: unknown, handler: unknown): (() => void) => {
 
 const shellBridge: ShellBridge = {
   openFile: (options: OpenFileOptions) => ipcRenderer.invoke(ipcChannels.openFile, options),
+  // Since Electron 32 a dropped File no longer carries `.path`; webUtils is the supported way.
+  pathForFile: (file: File) => webUtils.getPathForFile(file),
 };
 
 // The loop above builds exactly the OvernightBridge shape; TypeScript cannot follow the loop.

@@ -77,6 +77,7 @@ describe('electron bundles', () => {
     const invoked: unknown[][] = [];
     const listeners: [string, (...a: unknown[]) => void][] = [];
     const fakeElectron = {
+      webUtils: { getPathForFile: (f: { name: string }) => `/dropped/${f.name}` },
       contextBridge: {
         exposeInMainWorld: (key: string, api: Record<string, unknown>) => (exposed[key] = api),
       },
@@ -106,7 +107,9 @@ describe('electron bundles', () => {
     assert.deepEqual(Object.keys(exposed).sort(), ['overnight', 'overnightShell']);
     const api = exposed.overnight!;
     assert.deepEqual(Object.keys(api).sort(), [...Object.keys(methods), 'on'].sort());
-    assert.deepEqual(Object.keys(exposed.overnightShell!), ['openFile']);
+    assert.deepEqual(Object.keys(exposed.overnightShell!), ['openFile', 'pathForFile']);
+    const pathForFile = exposed.overnightShell!.pathForFile as (f: { name: string }) => string;
+    assert.equal(pathForFile({ name: 'data.jsonl' }), '/dropped/data.jsonl');
     for (const value of Object.values(api)) assert.equal(typeof value, 'function');
 
     assert.deepEqual(await (api['models.list'] as (p: unknown) => Promise<unknown>)({}), {
