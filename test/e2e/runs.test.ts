@@ -54,14 +54,14 @@ describe('runs pages (web mode, real engine, real trainer)', { timeout: 600_000 
     await page.getByTestId('preset-quick').click();
     await page.locator('[data-testid="preset-quick"].active').waitFor();
     await page.getByTestId('toggle-advanced').click();
-    await page.getByTestId('f-maxSteps').fill('40');
+    await page.getByTestId('f-maxSteps').fill('80');
     await page.getByTestId('f-evalInterval').fill('10');
     await page.getByTestId('f-sequenceLength').fill('64');
     await page.getByTestId('run-probes').fill('Say 7');
 
     await page.getByTestId('run-estimate').click();
     await page.getByTestId('estimate-verdict').waitFor();
-    assert.match(await page.getByTestId('estimate').innerText(), /40 steps/);
+    assert.match(await page.getByTestId('estimate').innerText(), /80 steps/);
 
     await page.getByTestId('run-start').click();
     await page.getByTestId('run-live').waitFor();
@@ -83,7 +83,11 @@ describe('runs pages (web mode, real engine, real trainer)', { timeout: 600_000 
     assert.ok((await points()) > early, 'the chart gains points while the run trains');
 
     // Close and reopen the page mid-run: the backfill by step plus live events lose nothing.
-    assert.equal(await page.getByTestId('run-live').getAttribute('data-state'), 'running', 'reloaded mid-run');
+    assert.equal(
+      await page.getByTestId('run-live').getAttribute('data-state'),
+      'running',
+      'reloaded mid-run',
+    );
     await page.reload();
     await page.getByTestId('run-live').waitFor();
 
@@ -93,9 +97,9 @@ describe('runs pages (web mode, real engine, real trainer)', { timeout: 600_000 
     await page
       .locator('[data-testid="run-live"][data-state="completed"]')
       .waitFor({ timeout: 300_000 });
-    assert.match(await page.getByTestId('run-step').innerText(), /^40 \/ 40$/);
-    // raw + smoothed train loss (40 points each) + validation loss at steps 10, 20, 30, 40
-    await until((n) => n === 84, 10_000);
+    assert.match(await page.getByTestId('run-step').innerText(), /^80 \/ 80$/);
+    // raw + smoothed train loss (80 points each) + validation loss at steps 10, 20, ..., 80
+    await until((n) => n === 168, 10_000);
     const adapter = (await page.getByTestId('run-adapter').innerText()).trim();
     assert.ok(existsSync(adapter), `the adapter ${adapter} exists`);
     await h.screenshot(page, 'run-live');

@@ -32,7 +32,7 @@ const runConfig = {
   effectiveBatch: 2,
   gradAccumulation: 2,
   sequenceLength: 64,
-  maxSteps: 40,
+  maxSteps: 120,
   evalInterval: 10,
   checkpointInterval: 5,
   validationShare: 0.1,
@@ -160,7 +160,7 @@ describe('runs through the engine and the CLI (real trainer)', { timeout: 900_00
       'running',
       `the dead engine left the run running (stderr: ${err.slice(-500)})`,
     );
-    assert.ok(left.step < 40);
+    assert.ok(left.step < 120);
 
     const engine = createEngine({ dataDir });
     try {
@@ -186,12 +186,12 @@ describe('runs through the engine and the CLI (real trainer)', { timeout: 900_00
         { id: run.id },
         { transport: 'in-memory' },
       );
-      assert.equal(r.step, 40);
+      assert.equal(r.step, 120);
       assert.ok(r.adapterPath && existsSync(r.adapterPath));
     } finally {
       await engine.close();
     }
-    checkContinuous(dataDir, run.id, 40);
+    checkContinuous(dataDir, run.id, 120);
   });
 
   it('Ctrl-C checkpoints and stops `overnight train`; `overnight runs resume` completes it', async () => {
@@ -230,8 +230,8 @@ describe('runs through the engine and the CLI (real trainer)', { timeout: 900_00
       { cwd: root, encoding: 'utf8', timeout: 600_000 },
     );
     assert.equal(resume.status, 0, resume.stderr + resume.stdout);
-    assert.match(resume.stdout, /completed: Completed 40 steps/);
-    assert.match(resume.stdout, /step \d+\/40 {2}loss \d/);
-    checkContinuous(dataDir, run.id, 40);
+    assert.match(resume.stdout, /completed: Completed 120 steps/);
+    assert.match(resume.stdout, /step 120\/120 {2}loss \d/);
+    checkContinuous(dataDir, run.id, 120);
   });
 });

@@ -142,7 +142,7 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
 
   it('resumes from the last checkpoint after kill -9 of the training process; steps stay continuous', async () => {
     const run = await f.service.create(
-      base({ maxSteps: 40, evalInterval: 10, checkpointInterval: 10 }),
+      base({ maxSteps: 80, evalInterval: 10, checkpointInterval: 10 }),
     );
     await untilStep(run.id, 24);
     const pid = f.service.supervisor.trainerPid();
@@ -158,7 +158,7 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
       states.includes('failed') && states.includes('queued'),
       `failed, then queued again: ${states.join(' ')}`,
     );
-    assertContinuous(run.id, 40);
+    assertContinuous(run.id, 80);
     assert.ok(done.adapterPath && existsSync(done.adapterPath));
   });
 
@@ -188,7 +188,7 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
 
   it('pauses with a checkpoint and resumes where it stopped', async () => {
     const run = await f.service.create(
-      base({ maxSteps: 30, checkpointInterval: 100, evalInterval: 100, validationShare: 0 }),
+      base({ maxSteps: 60, checkpointInterval: 100, evalInterval: 100, validationShare: 0 }),
     );
     await untilStep(run.id, 8);
     f.service.supervisor.pause(run.id);
@@ -199,14 +199,14 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
     f.service.supervisor.resume(run.id);
     const done = await untilSettled(run.id);
     assert.equal(done.state, 'completed', done.stateReason ?? '');
-    assertContinuous(run.id, 30);
+    assertContinuous(run.id, 60);
   });
 
   it('after an out-of-memory fallback shortens the sequence, resumes from the rebased checkpoint', async () => {
     const run = await f.service.create(
       base({
         sequenceLength: 4 * SEQ,
-        maxSteps: 30,
+        maxSteps: 60,
         checkpointInterval: 100,
         evalInterval: 100,
         validationShare: 0,
@@ -227,14 +227,14 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
     f.service.supervisor.resume(run.id);
     const done = await untilSettled(run.id);
     assert.equal(done.state, 'completed', done.stateReason ?? '');
-    assert.match(done.stateReason ?? '', /Completed 30 steps/);
+    assert.match(done.stateReason ?? '', /Completed 60 steps/);
     assert.ok(
       existsSync(
         join(done.folder, 'trainer', `rebased-step-${String(paused.step).padStart(7, '0')}.ovck`),
       ),
     );
-    assertContinuous(run.id, 30);
-    const after = f.runStore.metrics(run.id, paused.step + 1, 30);
+    assertContinuous(run.id, 60);
+    const after = f.runStore.metrics(run.id, paused.step + 1, 60);
     assert.ok(after.every((m) => m.tokensPerSecond > 0));
   });
 

@@ -116,6 +116,8 @@ async function watch(ctx: CliContext, id: string): Promise<Run> {
           void ctx.call('runs.show', { id }).then(({ run: now }) => {
             if (finished || !settled.has(now.state)) return;
             finished = true;
+            run = now;
+            print(true); // the last progress line, also when output is not a terminal
             for (const off of offs) off();
             process.off('SIGINT', onSigint);
             resolve(now);
