@@ -52,9 +52,7 @@ function upgradeStatus(query: string, origin?: string): Promise<number> {
   });
 }
 
-function get(
-  path: string,
-): Promise<{
+function get(path: string): Promise<{
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: string;
