@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { methods, OvernightError, type SystemInfo } from '../../contract/index.ts';
 import { createDispatcher } from './dispatcher.ts';
 import { createEventBus } from './events.ts';
-import { notImplemented, type Handlers } from './handlers.ts';
+import type { Handler, Handlers } from './handlers.ts';
 import { createInMemoryClient } from './in-memory.ts';
 
 const fakeInfo: SystemInfo = {
@@ -20,8 +20,15 @@ const fakeInfo: SystemInfo = {
   dataDir: '/tmp/x',
 };
 
+/** Every method answers that this dispatcher test does not serve it, unless overridden. */
 function handlers(overrides: Partial<Handlers> = {}): Handlers {
-  return { ...notImplemented(methods), 'system.info': () => fakeInfo, ...overrides };
+  const out: Record<string, Handler<never>> = {};
+  for (const name of Object.keys(methods)) {
+    out[name] = () => {
+      throw new OvernightError('UNSUPPORTED', `${name} is not served by this test`);
+    };
+  }
+  return { ...(out as unknown as Handlers), 'system.info': () => fakeInfo, ...overrides };
 }
 
 function setup(overrides: Partial<Handlers> = {}) {
@@ -134,12 +141,12 @@ describe('dispatcher', () => {
     );
   });
 
-  it('a domain without code yet answers UNSUPPORTED', async () => {
+  it('a handler that throws an OvernightError answers its code and message', async () => {
     const { dispatcher } = setup();
     const r = await dispatcher.dispatch('models.list', {});
     assert.deepEqual(r, {
       ok: false,
-      error: { code: 'UNSUPPORTED', message: 'models.list is not implemented yet' },
+      error: { code: 'UNSUPPORTED', message: 'models.list is not served by this test' },
     });
   });
 });
