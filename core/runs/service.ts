@@ -262,14 +262,18 @@ export function runsHandlers(s: RunsService, store: RunStore): Handlers<RunsMeth
     'runs.create': ({ config, name }) => s.create(config, name),
     'runs.clone': ({ id }) => store.require(id).config,
     'runs.list': ({ state, search }) => store.list({ state, search }),
-    'runs.show': ({ id }) => ({
-      run: store.require(id),
-      evals: store.evals(id),
-      checkpoints: store.checkpoints(id),
-      probes: store.probes(id),
-    }),
+    'runs.show': ({ id }) => {
+      s.supervisor.flushPending(id);
+      return {
+        run: store.require(id),
+        evals: store.evals(id),
+        checkpoints: store.checkpoints(id),
+        probes: store.probes(id),
+      };
+    },
     'runs.metrics': ({ id, fromStep, toStep }) => {
       store.require(id);
+      s.supervisor.flushPending(id);
       return store.metrics(id, fromStep, toStep);
     },
     'runs.pause': ({ id }) => s.supervisor.pause(id),

@@ -143,6 +143,16 @@ export class RunSupervisor {
     return this.active !== null || this.starting || this.d.store.nextQueued() !== null;
   }
 
+  /**
+   * Writes the running run's batched metrics, evals and probes now. Readers call this before
+   * they query the store: a UI event may already have gone out for a step whose row is still in
+   * the batch, and a page that subscribes after that event and then backfills from the store
+   * must still find the step.
+   */
+  flushPending(id: string): void {
+    if (this.active?.run.id === id) this.flush(this.active);
+  }
+
   /** Process id of the training process, while one runs. */
   trainerPid(): number | null {
     return this.active?.proc.pid ?? null;
