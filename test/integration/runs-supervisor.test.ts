@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Run, RunConfigInput } from '../../contract/index.ts';
 import { decideAfterCrash } from '../../core/runs/lifecycle.ts';
+import { runsHandlers } from '../../core/runs/service.ts';
 import { runsFixture, type RunsFixture } from './runs-fixtures.ts';
 
 let f: RunsFixture;
@@ -98,7 +99,19 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
 
   it('runs a queued config to completion: curves, probes, checkpoints, adapter', async () => {
     const steps: number[] = [];
-    const off = f.events.subscribe('runs.step', (p) => steps.push(...p.metrics.map((m) => m.step)));
+    // A page that subscribes right after a step event and backfills must find that step: the
+    // handler writes the batched rows before it reads.
+    const handlers = runsHandlers(f.service, f.runStore);
+    const backfillMissed: number[] = [];
+    const off = f.events.subscribe('runs.step', (p) => {
+      steps.push(...p.metrics.map((m) => m.step));
+      const last = p.metrics.at(-1)!.step;
+      const stored = (handlers['runs.metrics'] as (q: object, c: never) => { step: number }[])(
+        { id: p.id, fromStep: last, toStep: last },
+        undefined as never,
+      );
+      if (stored.length !== 1) backfillMissed.push(last);
+    });
     const probes: string[] = [];
     const offP = f.events.subscribe('runs.probe', (p) =>
       probes.push(...p.probes.map((x) => x.output)),
@@ -117,6 +130,7 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
       Array.from({ length: 30 }, (_, i) => i + 1),
       'UI step events carry every step once',
     );
+    assert.deepEqual(backfillMissed, [], 'runs.metrics serves every step an event announced');
     const evals = f.runStore.evals(run.id);
     assert.deepEqual(
       evals.map((e) => e.step),
