@@ -10,7 +10,7 @@
  * Memory: one read chunk plus the bytes of the current record (capped by `maxRecordBytes`).
  */
 import { createReadStream } from 'node:fs';
-import { decodeUtf8 } from './lines.ts';
+import { decodeUtf8, fileChunks } from './lines.ts';
 
 export type CsvItem =
   | { line: number; value: Record<string, string> }
@@ -51,7 +51,6 @@ export async function* readCsv(path: string, opts: CsvOptions): AsyncGenerator<C
   let recordLine = 1;
   let oversize = false;
   let header: string[] | null = null;
-  let first = true;
   let bytesRead = 0;
   let quoteProblem: string | null = null;
 
@@ -129,15 +128,7 @@ export async function* readCsv(path: string, opts: CsvOptions): AsyncGenerator<C
   };
 
   try {
-    for await (const chunkAny of stream) {
-      if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
-      let chunk = chunkAny as Buffer;
-      bytesRead += chunk.length;
-      if (first) {
-        first = false;
-        if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf)
-          chunk = chunk.subarray(3);
-      }
+    for await (const chunk of fileChunks(stream, opts.signal, (n) => (bytesRead += n))) {
       const out: CsvItem[] = [];
       for (let i = 0; i < chunk.length; i++) {
         const c = chunk[i]!;

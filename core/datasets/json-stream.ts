@@ -12,7 +12,7 @@
  * what one record costs; one 1 GB record is refused, not loaded.
  */
 import { createReadStream } from 'node:fs';
-import { decodeUtf8 } from './lines.ts';
+import { decodeUtf8, fileChunks } from './lines.ts';
 
 export type JsonElement =
   | { line: number; value: unknown }
@@ -60,7 +60,6 @@ export async function* readJsonElements(
   let pieces: Buffer[] = [];
   let pieceBytes = 0;
   let oversize = false;
-  let first = true;
   let bytesRead = 0;
   let trailingJunkLine = 0;
 
@@ -82,15 +81,7 @@ export async function* readJsonElements(
   };
 
   try {
-    for await (const chunkAny of stream) {
-      if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
-      let chunk = chunkAny as Buffer;
-      bytesRead += chunk.length;
-      if (first) {
-        first = false;
-        if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf)
-          chunk = chunk.subarray(3);
-      }
+    for await (const chunk of fileChunks(stream, opts.signal, (n) => (bytesRead += n))) {
       let captureStart = inElement ? 0 : -1;
       const out: JsonElement[] = [];
       const closeElement = (endExclusive: number) => {

@@ -29,6 +29,29 @@ export interface LineOptions {
 const LF = 0x0a;
 const CR = 0x0d;
 
+/**
+ * A file stream's chunks for the streaming readers: a leading UTF-8 byte order mark removed,
+ * `onRead` told each raw chunk's size (progress), and the signal's reason thrown once aborted.
+ */
+export async function* fileChunks(
+  stream: AsyncIterable<unknown>,
+  signal: AbortSignal | undefined,
+  onRead: (bytes: number) => void,
+): AsyncGenerator<Buffer> {
+  let first = true;
+  for await (const raw of stream) {
+    if (signal?.aborted) throw signal.reason ?? new Error('aborted');
+    let chunk = raw as Buffer;
+    onRead(chunk.length);
+    if (first) {
+      first = false;
+      if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf)
+        chunk = chunk.subarray(3);
+    }
+    yield chunk;
+  }
+}
+
 /** Position of the first invalid UTF-8 sequence in `b`, or -1. */
 export function firstInvalidUtf8(b: Uint8Array): number {
   let i = 0;
@@ -88,7 +111,6 @@ export async function* readLines(path: string, opts: LineOptions): AsyncGenerato
   let pieceBytes = 0;
   let skipping = false; // inside a line that is over the cap
   let skippedBytes = 0;
-  let first = true;
   let bytesRead = 0;
 
   const finish = (buf: Buffer): LineItem => {
@@ -100,15 +122,7 @@ export async function* readLines(path: string, opts: LineOptions): AsyncGenerato
   };
 
   try {
-    for await (const chunkAny of stream) {
-      if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
-      let chunk = chunkAny as Buffer;
-      bytesRead += chunk.length;
-      if (first) {
-        first = false;
-        if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf)
-          chunk = chunk.subarray(3);
-      }
+    for await (const chunk of fileChunks(stream, opts.signal, (n) => (bytesRead += n))) {
       let start = 0;
       for (;;) {
         const nl = chunk.indexOf(LF, start);

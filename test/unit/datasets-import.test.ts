@@ -128,6 +128,16 @@ describe('malformed files', () => {
         { role: 'assistant', content: 'there' },
       ],
     });
+    const json = write(
+      'bom.json',
+      Buffer.concat([
+        Buffer.from([0xef, 0xbb, 0xbf]),
+        Buffer.from(`[\r\n${chat('a', 'b')},\r\n${chat('c', 'd')}\r\n]\r\n`),
+      ]),
+    );
+    const rj = await inspectDataset({ path: json });
+    assert.equal(rj.problems.items.length, 0);
+    assert.equal(rj.counts.valid, 2);
   });
 
   test('an empty file, and a whitespace-only file, say so', async () => {
