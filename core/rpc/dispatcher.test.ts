@@ -6,7 +6,7 @@ import { createEventBus } from './events.ts';
 import type { Handler, Handlers } from './handlers.ts';
 import { createInMemoryClient } from './in-memory.ts';
 
-const fakeInfo: SystemInfo = {
+const sampleInfo: SystemInfo = {
   platform: 'linux',
   arch: 'x64',
   cpuModel: 'test',
@@ -28,7 +28,7 @@ function handlers(overrides: Partial<Handlers> = {}): Handlers {
       throw new OvernightError('UNSUPPORTED', `${name} is not served by this test`);
     };
   }
-  return { ...(out as unknown as Handlers), 'system.info': () => fakeInfo, ...overrides };
+  return { ...(out as unknown as Handlers), 'system.info': () => sampleInfo, ...overrides };
 }
 
 function setup(overrides: Partial<Handlers> = {}) {
@@ -60,7 +60,7 @@ async function rejectsWith(
 describe('dispatcher', () => {
   it('runs a valid call', async () => {
     const { client } = setup();
-    assert.deepEqual(await client.call('system.info', {}), fakeInfo);
+    assert.deepEqual(await client.call('system.info', {}), sampleInfo);
   });
 
   it('rejects a bad payload with INVALID_INPUT naming the field and what was expected', async () => {
@@ -133,7 +133,9 @@ describe('dispatcher', () => {
   });
 
   it('reports a handler result that breaks the output schema as INTERNAL naming the field', async () => {
-    const { client } = setup({ 'system.info': () => ({ ...fakeInfo, cpuCores: 'two' }) as never });
+    const { client } = setup({
+      'system.info': () => ({ ...sampleInfo, cpuCores: 'two' }) as never,
+    });
     await rejectsWith(
       client.call('system.info', {}),
       'INTERNAL',
