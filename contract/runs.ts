@@ -71,7 +71,12 @@ export const runConfigFields = z
       .max(1, 'learningRate must be at most 1')
       .default(2e-4),
     lrSchedule: z.enum(lrSchedules).default('cosine'),
-    /** Optimizer steps of linear warm-up from 0 to learningRate. */
+    /**
+     * Optimizer steps of linear warm-up. Step k (1-based) of the first warmupSteps trains at
+     * learningRate * k / warmupSteps: the first step at learningRate / warmupSteps (never at 0,
+     * so no step is wasted) and the last warm-up step at learningRate; the schedule decays from
+     * there. 0 = no warm-up (core/training/schedule.ts lrAt).
+     */
     warmupSteps: int('warmupSteps').min(0).max(100_000).default(20),
     /** Floor of the decaying schedules. */
     minLearningRate: z.number().min(0, 'minLearningRate must be 0 or more').default(0),

@@ -6,7 +6,10 @@ export type LrScheduleType = 'constant' | 'linear' | 'cosine';
 export interface LrSchedule {
   type: LrScheduleType;
   lr: number;
-  /** Optimizer steps of linear warm-up from lr/warmup to lr. */
+  /**
+   * Optimizer steps of linear warm-up: step k (0-based) < warmupSteps trains at
+   * lr * (k + 1) / warmupSteps, so the first at lr / warmupSteps (never 0) and the last at lr.
+   */
   warmupSteps: number;
   /** Floor of the linear and cosine decays. */
   minLr: number;
@@ -61,7 +64,12 @@ export interface DataCursor {
 }
 
 /** Takes `count` window ids from the cursor, crossing epochs as needed; returns the new cursor. */
-export function takeWindows(n: number, seed: number, cur: DataCursor, count: number): { ids: number[]; next: DataCursor } {
+export function takeWindows(
+  n: number,
+  seed: number,
+  cur: DataCursor,
+  count: number,
+): { ids: number[]; next: DataCursor } {
   const ids: number[] = [];
   let { epoch, index } = cur;
   let order = epochOrder(n, seed, epoch);
