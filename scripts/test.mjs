@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The one test entry: `npm test` runs every tier in order; `node scripts/test.mjs <tier>` runs one.
-// Tiers: typecheck, lint, unit, native, integration, e2e. Tests are node:test files run through tsx.
+// Tiers: typecheck, lint, format (prettier --check), unit, native, integration, e2e. Tests are node:test files run through tsx.
 // Unit tests live beside their sources (*.test.ts under contract/, core/, native/ts) or in test/unit;
 // native tests in test/native; integration in test/integration; e2e in test/e2e.
 // Native, integration and e2e files run one at a time: they share 2 cores and real processes.
@@ -40,6 +40,7 @@ function run(cmd, args) {
 function runTier(tier) {
   if (tier === 'typecheck') return run('node', ['scripts/typecheck.mjs']);
   if (tier === 'lint') return run('npx', ['eslint', '.']);
+  if (tier === 'format') return run('npx', ['prettier', '--check', '.']);
   const files = tiers[tier]();
   if (files.length === 0) {
     console.log(`(no ${tier} tests)`);
@@ -56,7 +57,7 @@ function runTier(tier) {
 }
 
 const wanted = process.argv[2] ?? 'all';
-const order = wanted === 'all' ? ['typecheck', 'lint', 'unit', 'native', 'integration', 'e2e'] : [wanted];
+const order = wanted === 'all' ? ['typecheck', 'lint', 'format', 'unit', 'native', 'integration', 'e2e'] : [wanted];
 let failed = [];
 for (const t of order) if (runTier(t) !== 0) failed.push(t);
 if (failed.length) {
