@@ -446,7 +446,7 @@ export const runsMethods = {
   'runs.resume': method(
     byId,
     runSchema,
-    'Queue a paused, failed or interrupted run to continue from its last checkpoint.',
+    'Queue a paused, failed or interrupted run to continue from its last checkpoint; a queued, running or completed run is returned unchanged, a cancelled one is refused.',
   ),
   'runs.cancel': method(
     byId,

@@ -7,6 +7,7 @@ import {
   earlyStopStart,
   nextState,
   observeEval,
+  resumePlan,
 } from './lifecycle.ts';
 
 const cfg = (over: object = {}) => runConfigSchema.parse({ model: 'm', dataset: 'd', ...over });
@@ -31,6 +32,19 @@ test('paused, failed and interrupted runs resume to the queue; completed ones do
   );
   assert.equal(nextState('running', { type: 'engineRestarted' }), 'interrupted');
   assert.throws(() => nextState('cancelled', { type: 'start' }));
+});
+
+test('resume is idempotent: queued or running runs are followed, completed ones are done, cancelled refused', () => {
+  for (const s of ['paused', 'failed', 'interrupted'] as const)
+    assert.equal(resumePlan(s), 'enqueue');
+  assert.equal(resumePlan('queued'), 'follow');
+  assert.equal(resumePlan('running'), 'follow');
+  assert.equal(resumePlan('completed'), 'finished');
+  assert.throws(
+    () => resumePlan('cancelled'),
+    (e: Error & { code?: string }) =>
+      e.code === 'CONFLICT' && /cancelled: cancelling is final/.test(e.message),
+  );
 });
 
 test('a crash is retried until maxRetries, then the run stays failed', () => {

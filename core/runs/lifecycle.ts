@@ -9,6 +9,7 @@
  *                      |  \--stopped(cancel)--> cancelled
  *                      |  \--crashed--> failed --(retry left)--> queued
  *                      \--engine died--> interrupted --(autoResume | resume)--> queued
+ * `resume` of a queued, running or completed run changes nothing (resumePlan).
  */
 import { OvernightError, type RunConfig, type RunState } from '../../contract/index.ts';
 import { microBatch } from './estimate.ts';
@@ -59,6 +60,31 @@ export function nextState(state: RunState, ev: RunEvent): RunState {
     case 'cancel':
       return 'cancelled';
   }
+}
+
+/**
+ * What resuming does to a run in each state. `overnight runs resume <id>` is what a user types
+ * after a crash, and the engine start that command makes may already have queued the run
+ * (autoResume), started it, or failed it and queued a retry; the command must reach the run
+ * whatever that start did. So resume is idempotent:
+ *   paused, failed, interrupted -> enqueue (back to the queue, from the last checkpoint)
+ *   queued, running             -> follow (already on its way; nothing changes)
+ *   completed                   -> finished (nothing left to train; not an error)
+ *   cancelled                   -> CONFLICT: cancelling is final (clone the config to train again)
+ */
+export type ResumePlan = 'enqueue' | 'follow' | 'finished';
+
+export function resumePlan(state: RunState): ResumePlan {
+  if (state === 'queued' || state === 'running') return 'follow';
+  if (state === 'completed') return 'finished';
+  if (state === 'cancelled') {
+    throw new OvernightError(
+      'CONFLICT',
+      'cannot resume a run that was cancelled: cancelling is final; clone its config to train again',
+    );
+  }
+  nextState(state, { type: 'resume' });
+  return 'enqueue';
 }
 
 export interface Overrides {

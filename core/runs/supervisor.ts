@@ -40,6 +40,7 @@ import {
   effectiveConfig,
   nextState,
   observeEval,
+  resumePlan,
   type EarlyStopState,
 } from './lifecycle.ts';
 import type { RunStore } from './store.ts';
@@ -106,6 +107,8 @@ const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 export class RunSupervisor {
   private active: Active | null = null;
   private starting = false;
+  /** The launch in progress (preparing data, starting the trainer), awaited by close(). */
+  private launching: Promise<void> | null = null;
   private closed = false;
 
   constructor(private readonly d: SupervisorDeps) {}
@@ -164,7 +167,7 @@ export class RunSupervisor {
     const next = this.d.store.nextQueued();
     if (!next) return;
     this.starting = true;
-    this.launch(next)
+    this.launching = this.launch(next)
       .catch((err: unknown) => {
         const msg = err instanceof Error ? err.message : String(err);
         // Paused or cancelled while it was starting: that state stands.
@@ -192,9 +195,16 @@ export class RunSupervisor {
     return this.setState(id, nextState(r.state, { type: 'pause' }), 'Paused before it started.');
   }
 
+  /**
+   * Back to the queue from the last checkpoint; a queued, running or completed run is returned
+   * unchanged (lifecycle.resumePlan), so a resume after the engine start re-queued it still works.
+   */
   resume(id: string): Run {
     const r = this.d.store.require(id);
-    nextState(r.state, { type: 'resume' });
+    if (resumePlan(r.state) !== 'enqueue') {
+      this.pump();
+      return r;
+    }
     const run = this.d.store.enqueue(
       id,
       r.state === 'paused' ? null : `Resumed after: ${r.stateReason ?? r.state}`,
@@ -230,6 +240,9 @@ export class RunSupervisor {
   /** Engine shutdown: checkpoint and stop the running run; it is interrupted and resumes on next start. */
   async close(timeoutMs = 30_000): Promise<void> {
     this.closed = true;
+    // A launch still preparing its data stops before starting a trainer (the run stays queued);
+    // wait for it, so nothing writes to the store after the engine closes it.
+    await this.launching;
     const a = this.active;
     if (!a) return;
     a.intent = 'shutdown';
@@ -269,8 +282,9 @@ export class RunSupervisor {
       join(folder, INPUT_FILE),
       JSON.stringify({ trainFile: input.trainFile, validationFile: input.validationFile }),
     );
-    // Preparing takes a while: the user may have paused or cancelled the queued run meanwhile.
-    if (this.d.store.require(queued.id).state !== 'queued') return;
+    // Preparing takes a while: the user may have paused or cancelled the queued run meanwhile,
+    // or the engine is closing (the run stays queued for the next start).
+    if (this.closed || this.d.store.require(queued.id).state !== 'queued') return;
 
     // Resume from the newest checkpoint we kept; forget what came after it.
     const ckpts = this.d.store.checkpoints(queued.id).filter((c) => existsSync(c.path));

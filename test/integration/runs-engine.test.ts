@@ -4,11 +4,13 @@
  *   - kill -9 of the engine (the `overnight train` process) mid-run: the next engine start
  *     resumes the run from its last checkpoint; the SQLite file passes integrity_check; the
  *     step metrics are continuous;
- *   - Ctrl-C of `overnight train`: checkpoint and stop (paused); `overnight runs resume` finishes it.
+ *   - Ctrl-C of `overnight train`: checkpoint and stop (paused); `overnight runs resume` finishes it;
+ *   - kill -9 of `overnight train` and of its training process: `overnight runs resume` (whose
+ *     engine start re-queues the run itself) attaches to the run and finishes it.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -106,6 +108,25 @@ async function waitFor<T>(
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/** Process ids whose parent is `pid` (Linux /proc). */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(name));
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return out;
+}
+
+const alive = (pid: number) => existsSync(`/proc/${pid}`);
 
 const exited = (p: ChildProcess) =>
   new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
@@ -232,6 +253,71 @@ describe('runs through the engine and the CLI (real trainer)', { timeout: 900_00
     assert.equal(resume.status, 0, resume.stderr + resume.stdout);
     assert.match(resume.stdout, /completed: Completed 120 steps/);
     assert.match(resume.stdout, /step 120\/120 {2}loss \d/);
+    checkContinuous(dataDir, run.id, 120);
+  });
+  it('kill -9 of `overnight train` and its trainer: `overnight runs resume` attaches and completes the run', async () => {
+    const dataDir = join(dir, 'resume-after-kill');
+    const p = startTrain(dataDir);
+    let err = '';
+    p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const run = await waitFor(dataDir, (db) => {
+      const r = db.prepare('SELECT id, step FROM runs').get() as
+        { id: string; step: number } | undefined;
+      const c =
+        r &&
+        (db.prepare('SELECT COUNT(*) AS n FROM run_checkpoints WHERE run_id = ?').get(r.id) as {
+          n: number;
+        });
+      return r && c && r.step >= 12 && c.n > 0 ? r : null;
+    });
+    const trainers = childPids(p.pid!).filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('worker.ts');
+      } catch {
+        return false;
+      }
+    });
+    assert.equal(trainers.length, 1, `one training process under the engine (stderr: ${err})`);
+    const trainer = trainers[0]!;
+    p.kill('SIGKILL');
+    process.kill(trainer, 'SIGKILL');
+    await exited(p);
+    for (let i = 0; alive(trainer) && i < 100; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(!alive(trainer), 'the training process is gone');
+    const left = await waitFor(
+      dataDir,
+      (db) =>
+        db.prepare('SELECT state, step FROM runs WHERE id = ?').get(run.id) as {
+          state: string;
+          step: number;
+        },
+    );
+    assert.equal(left.state, 'running', 'the dead engine left the run running');
+    assert.ok(left.step < 120);
+
+    // What a user types after the crash. Its engine start marks the run interrupted and queues
+    // it (autoResume); the command must join that run, not refuse it as "queued".
+    const resume = spawnSync(
+      process.execPath,
+      [bin, '--data-dir', dataDir, 'runs', 'resume', run.id],
+      { cwd: root, encoding: 'utf8', timeout: 600_000 },
+    );
+    assert.equal(resume.status, 0, resume.stderr + resume.stdout);
+    assert.match(resume.stdout, /step 120\/120 {2}loss \d/);
+    assert.match(resume.stdout, /completed: Completed 120 steps/);
+    checkContinuous(dataDir, run.id, 120);
+
+    // Again, on the completed run: it says so and succeeds.
+    const again = spawnSync(
+      process.execPath,
+      [bin, '--data-dir', dataDir, 'runs', 'resume', run.id],
+      { cwd: root, encoding: 'utf8', timeout: 120_000 },
+    );
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(
+      again.stdout,
+      /has already completed; nothing to resume\.\ncompleted: Completed 120 steps/,
+    );
     checkContinuous(dataDir, run.id, 120);
   });
 });

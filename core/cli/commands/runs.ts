@@ -94,6 +94,11 @@ async function watch(ctx: CliContext, id: string): Promise<Run> {
       );
       void ctx.call(verb, { id }).catch((e: Error) => ctx.io.stderr(`error: ${e.message}\n`));
     };
+    if (settled.has(run.state)) {
+      // Already over (e.g. `runs resume` of a completed run): no event will come.
+      resolve(run);
+      return;
+    }
     process.on('SIGINT', onSigint);
     const offs = [
       events.subscribe('runs.step', (p) => {
@@ -236,11 +241,28 @@ export const runsCommands: CliCommand[] = [
   {
     words: ['runs', 'resume'],
     args: ['<id>'],
-    summary: 'Resume a paused, failed or interrupted run from its last checkpoint and follow it.',
+    summary:
+      'Resume a paused, failed or interrupted run from its last checkpoint (or join it if already queued or running) and follow it to the end.',
     async run(ctx, [id]) {
+      // The engine start recovers runs a dead engine left behind and may already queue or start
+      // this one (autoResume); runs.resume then leaves it as it is (lifecycle.resumePlan).
       ctx.engine().runs.start();
-      await ctx.call('runs.resume', { id: id! });
-      await attach(ctx, id!);
+      const run = await ctx.call('runs.resume', { id: id! });
+      if (run.state === 'completed') {
+        ctx.print(
+          run,
+          () =>
+            `run ${run.id} (${run.name}) has already completed; nothing to resume.` +
+            (run.stateReason ? `\ncompleted: ${run.stateReason}` : '') +
+            (run.adapterPath ? `\nadapter: ${run.adapterPath}` : ''),
+        );
+        return;
+      }
+      if (!ctx.json)
+        ctx.io.stdout(
+          `run ${run.id} (${run.name}): ${run.state} at step ${run.step} of ${run.totalSteps}, folder ${run.folder}\n`,
+        );
+      await attach(ctx, run.id);
     },
   },
   {
