@@ -201,6 +201,7 @@ private:
         r.Set("loss", s.loss);
         r.Set("nTrained", (double) s.n_trained);
         r.Set("ms", s.ms);
+        r.Set("gradNorm", s.grad_norm);
         return r;
     }
 
@@ -216,6 +217,7 @@ private:
         a.beta2 = (float) num(o, "beta2", a.beta2);
         a.eps = (float) num(o, "eps", a.eps);
         a.weight_decay = (float) num(o, "weightDecay", a.weight_decay);
+        a.clip_norm = (float) num(o, "clipNorm", a.clip_norm);
         auto res = std::make_shared<ov_step_result>();
         ov_trainer * t = t_;
         return start(env, [t, wins, a, res] { return ov_trainer_step(t, *wins, a, res.get()); },

@@ -101,6 +101,7 @@ struct ov_trainer {
     ggml_context * ctx_param = nullptr, * ctx_grad = nullptr, * ctx_moment = nullptr;
     ggml_backend_buffer_t buf_param = nullptr, buf_grad = nullptr, buf_moment = nullptr;
     ggml_tensor * adamw_params = nullptr;
+    ggml_tensor * grad_scale = nullptr;  // 1 element: the clipping factor the AdamW graph multiplies in
     int64_t adam_t = 0;
 
     std::vector<ggml_backend_t> backends;
@@ -108,11 +109,14 @@ struct ov_trainer {
     ggml_backend_sched_t sched = nullptr;
 
     // One training graph per output-row bucket (see ov_bucket): only positions with a label go
-    // through the vocabulary projection and the loss. gopt = the AdamW update of every pair.
+    // through the vocabulary projection and the loss. gnorm = the sum of squares of every
+    // gradient accumulator (-> grad_sumsq), gopt = the AdamW update of every pair.
     std::map<int64_t, ov_graph *> graphs;
     size_t graph_size = 0;
     ggml_context * ctx_opt = nullptr;
-    ggml_cgraph * gopt = nullptr;
+    ggml_cgraph * gopt = nullptr, * gnorm = nullptr;
+    ggml_tensor * grad_sumsq = nullptr;
+    ggml_cgraph * planned = nullptr;    // the graph the scheduler's allocation plan was made for
 
     std::atomic<bool> cancel{false};
     std::atomic<bool> abort_enabled{false};
@@ -393,18 +397,37 @@ static std::string ov_build_graphs(ov_trainer * t) {
     std::string e = ov_get_graph(t, t->T, &G);
     if (!e.empty()) return e;
 
-    ggml_init_params ip = { (t->loras.size() * 2 + 8) * ggml_tensor_overhead() + ggml_graph_overhead_custom(t->loras.size() * 16 + 64, false), nullptr, true };
+    // per pair: gnorm 2 x (sqr, sum, add), gopt 2 x (mul, adamw); leafs: a, b, grads, moments
+    const size_t n_opt_graph = t->loras.size() * 16 + 64;
+    ggml_init_params ip = { (t->loras.size() * 12 + 16) * ggml_tensor_overhead() + 2 * ggml_graph_overhead_custom(n_opt_graph, false), nullptr, true };
     t->ctx_opt = ggml_init(ip);
-    t->gopt = ggml_new_graph_custom(t->ctx_opt, t->loras.size() * 16 + 64, false);  // leafs: a, b, grads, moments
+    ggml_context * c = t->ctx_opt;
+
+    // global L2 norm of the step's gradient: sum of squares over every A and B accumulator (on
+    // the backend, like the rest; the host only reads the scalar and derives the clip factor)
+    t->gnorm = ggml_new_graph_custom(c, n_opt_graph, false);
     for (auto & l : t->loras) {
-        ggml_build_forward_expand(t->gopt, ggml_opt_step_adamw(t->ctx_opt, l.a, l.ga, l.ma, l.va, t->adamw_params));
-        ggml_build_forward_expand(t->gopt, ggml_opt_step_adamw(t->ctx_opt, l.b, l.gb, l.mb, l.vb, t->adamw_params));
+        for (ggml_tensor * g : { l.ga, l.gb }) {
+            ggml_tensor * s = ggml_sum(c, ggml_sqr(c, g));
+            t->grad_sumsq = t->grad_sumsq ? ggml_add(c, t->grad_sumsq, s) : s;
+        }
+    }
+    ggml_set_name(t->grad_sumsq, "grad_sumsq");
+    ggml_set_output(t->grad_sumsq);
+    ggml_build_forward_expand(t->gnorm, t->grad_sumsq);
+
+    // AdamW sees grad * grad_scale (1 unless clipped); the accumulators keep the raw gradient
+    t->gopt = ggml_new_graph_custom(c, n_opt_graph, false);
+    for (auto & l : t->loras) {
+        ggml_build_forward_expand(t->gopt, ggml_opt_step_adamw(c, l.a, ggml_mul(c, l.ga, t->grad_scale), l.ma, l.va, t->adamw_params));
+        ggml_build_forward_expand(t->gopt, ggml_opt_step_adamw(c, l.b, ggml_mul(c, l.gb, t->grad_scale), l.mb, l.vb, t->adamw_params));
     }
 
     t->sched = ggml_backend_sched_new(t->backends.data(), nullptr, (int) t->backends.size(), t->graph_size, false, true);
     if (!ggml_backend_sched_reserve(t->sched, G->gb)) {
         return fmt_err("E_OOM", "cannot reserve compute buffers for sequence length %lld (try a shorter sequence)", (long long) t->T);
     }
+    t->planned = G->gb;
     return "";
 }
 
@@ -558,6 +581,8 @@ std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_mode
     }
     t->adamw_params = ggml_new_tensor_1d(t->ctx_moment, GGML_TYPE_F32, 7);
     ggml_set_name(t->adamw_params, "adamw_params");
+    t->grad_scale = ggml_new_tensor_1d(t->ctx_moment, GGML_TYPE_F32, 1);
+    ggml_set_name(t->grad_scale, "grad_scale");
 
     // Buffers live on the device of the first layer's weights (CPU unless offloaded).
     ggml_backend_buffer_type_t buft = ggml_backend_cpu_buffer_type();
@@ -572,6 +597,8 @@ std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_mode
     ggml_backend_buffer_clear(t->buf_param, 0);
     ggml_backend_buffer_clear(t->buf_grad, 0);
     ggml_backend_buffer_clear(t->buf_moment, 0);
+    const float one = 1.0f;
+    ggml_backend_tensor_set(t->grad_scale, &one, 0, sizeof(float));
 
     // init: A ~ U(-1/sqrt(d_in), 1/sqrt(d_in)) seeded per tensor name, B = 0 (adapted model == base)
     for (auto & l : t->loras) {
@@ -702,6 +729,35 @@ static void ov_set_inputs(ov_trainer * t, ov_graph * G, const ov_window & w, flo
     ggml_backend_tensor_set(G->inp_loss_scale, &loss_scale, 0, sizeof(float));
 }
 
+// Allocation rule (issue #8 item 1): a bucket's forward graph gf and its training graph gb share
+// tensor objects (gb = dup(gf) + backward), and ggml-alloc treats any tensor whose data (or
+// buffer) is already set as placed by someone else: it neither plans nor moves it. So after gf
+// ran, allocating gb kept gf's addresses for the forward tensors while planning the backward
+// tensors over the same memory (corrupt activations, then GGML_ASSERT in get_rows); a view keeps
+// its address even after its source moved; and a grown compute buffer would leave every
+// previously placed tensor pointing into freed memory. Therefore, before every allocation, every
+// tensor of the graph's own context is unplaced (data and buffer cleared; the model, LoRA,
+// gradient and moment tensors live in other contexts and keep theirs), and the scheduler makes
+// a fresh plan whenever the graph differs from the one it planned last. Each graph then runs
+// exactly as on a fresh trainer, in any order and whatever ran before.
+static void ov_unplace(ggml_context * ctx) {
+    for (ggml_tensor * x = ggml_get_first_tensor(ctx); x; x = ggml_get_next_tensor(ctx, x)) {
+        x->data = nullptr;
+        x->buffer = nullptr;
+    }
+}
+
+static bool ov_sched_alloc(ov_trainer * t, ggml_context * ctx, ggml_cgraph * g) {
+    ov_unplace(ctx);
+    ggml_backend_sched_reset(t->sched);
+    if (t->planned != g) {
+        t->planned = nullptr;
+        if (!ggml_backend_sched_reserve(t->sched, g)) return false;
+        t->planned = g;
+    }
+    return ggml_backend_sched_alloc_graph(t->sched, g);
+}
+
 // backward: run the forward+backward graph, else forward only. The loss value is
 // sum(CE over trained positions) / n_norm.
 static std::string ov_run_window(ov_trainer * t, const ov_window & w, int64_t n_kept, double n_norm, bool backward, float * loss_out) {
@@ -709,8 +765,7 @@ static std::string ov_run_window(ov_trainer * t, const ov_window & w, int64_t n_
     std::string e = ov_get_graph(t, ov_bucket(t->T, n_kept), &G);
     if (!e.empty()) return e;
     ggml_cgraph * g = backward ? G->gb : G->gf;
-    ggml_backend_sched_reset(t->sched);
-    if (!ggml_backend_sched_alloc_graph(t->sched, g)) {
+    if (!ov_sched_alloc(t, G->ctx, g)) {
         return fmt_err("E_OOM", "cannot allocate the compute graph");
     }
     ov_set_inputs(t, G, w, (float) ((double) G->n_out / n_norm));
@@ -729,10 +784,20 @@ static std::string ov_run_window(ov_trainer * t, const ov_window & w, int64_t n_
 
 // the AdamW graph: never aborted, so an update is applied completely or not at all
 static std::string ov_run_opt(ov_trainer * t) {
-    ggml_backend_sched_reset(t->sched);
-    if (!ggml_backend_sched_alloc_graph(t->sched, t->gopt)) return fmt_err("E_OOM", "cannot allocate the optimizer graph");
+    if (!ov_sched_alloc(t, t->ctx_opt, t->gopt)) return fmt_err("E_OOM", "cannot allocate the optimizer graph");
     const ggml_status st = ggml_backend_sched_graph_compute(t->sched, t->gopt);
     if (st != GGML_STATUS_SUCCESS) return fmt_err("E_COMPUTE", "optimizer step failed (status %d)", (int) st);
+    return "";
+}
+
+// global L2 norm of the accumulated gradient (every A and B), what the optimizer would see
+static std::string ov_grad_norm(ov_trainer * t, double * norm) {
+    if (!ov_sched_alloc(t, t->ctx_opt, t->gnorm)) return fmt_err("E_OOM", "cannot allocate the gradient norm graph");
+    const ggml_status st = ggml_backend_sched_graph_compute(t->sched, t->gnorm);
+    if (st != GGML_STATUS_SUCCESS) return fmt_err("E_COMPUTE", "gradient norm failed (status %d)", (int) st);
+    float sumsq = 0.0f;
+    ggml_backend_tensor_get(t->grad_sumsq, &sumsq, 0, sizeof(float));
+    *norm = sqrt((double) sumsq);
     return "";
 }
 
@@ -747,6 +812,9 @@ std::string ov_trainer_step(ov_trainer * t, const std::vector<ov_window> & mbs, 
     if (mbs.empty()) return fmt_err("E_INPUT", "a step needs at least one window");
     if (!(opt.lr >= 0.0f) || !(opt.beta1 >= 0.0f && opt.beta1 < 1.0f) || !(opt.beta2 >= 0.0f && opt.beta2 < 1.0f) || !(opt.eps > 0.0f) || !(opt.weight_decay >= 0.0f)) {
         return fmt_err("E_CONFIG", "invalid AdamW parameters (lr %g, beta1 %g, beta2 %g, eps %g, weight decay %g)", opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay);
+    }
+    if (!(opt.clip_norm >= 0.0f) || !std::isfinite(opt.clip_norm)) {
+        return fmt_err("E_CONFIG", "invalid gradient clipping norm %g (0 = off, else > 0)", opt.clip_norm);
     }
     std::vector<int64_t> kept(mbs.size());
     int64_t n_step = 0;
@@ -771,16 +839,25 @@ std::string ov_trainer_step(ov_trainer * t, const std::vector<ov_window> & mbs, 
     }
     if (!std::isfinite(loss)) return fmt_err("E_DIVERGED", "loss is not finite (%g); lower the learning rate", loss);
 
+    // clipping by global norm: AdamW sees g * clip / (norm + 1e-6) when norm > clip, else g
+    double norm = 0.0;
+    std::string e = ov_grad_norm(t, &norm);
+    if (!e.empty()) return e;
+    if (!std::isfinite(norm)) return fmt_err("E_DIVERGED", "gradient norm is not finite (%g); lower the learning rate", norm);
+    const float scale = opt.clip_norm > 0.0f && norm > opt.clip_norm ? (float) (opt.clip_norm / (norm + 1e-6)) : 1.0f;
+    ggml_backend_tensor_set(t->grad_scale, &scale, 0, sizeof(float));
+
     t->adam_t += 1;
     const float p[7] = { opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay,
                          (float) (1.0 / (1.0 - pow(opt.beta1, (double) t->adam_t))),
                          (float) (1.0 / (1.0 - pow(opt.beta2, (double) t->adam_t))) };
     ggml_backend_tensor_set(t->adamw_params, p, 0, sizeof(p));
-    std::string e = ov_run_opt(t);
+    e = ov_run_opt(t);
     if (!e.empty()) return e;
 
     res->loss = loss;
     res->n_trained = n_step;
+    res->grad_norm = norm;
     res->ms = std::chrono::duration<double, std::milli>(ov_clock::now() - t0).count();
     return "";
 }
@@ -794,8 +871,12 @@ std::string ov_trainer_grad(ov_trainer * t, const ov_window & w, ov_step_result 
     float l = 0.0f;
     e = ov_run_window(t, w, kept, (double) kept, /*backward =*/ true, &l);
     if (!e.empty()) return e;
+    double norm = 0.0;
+    e = ov_grad_norm(t, &norm);
+    if (!e.empty()) return e;
     res->loss = l;
     res->n_trained = kept;
+    res->grad_norm = norm;
     return "";
 }
 

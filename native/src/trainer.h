@@ -13,6 +13,11 @@
 //      trained token of the whole optimizer step;
 //   5. the model is loaded with use_extra_bufts = false, so Q4_0 weights are never repacked into
 //      CPU-only layouts that OUT_PROD cannot read.
+// Allocation (issue #8 item 1): the forward graph of a bucket and its training graph share tensor
+// objects, so every compute tensor is unplaced (data/buffer cleared) and the graph re-planned
+// before each scheduler allocation (ov_sched_alloc); no graph ever runs on another's addresses.
+// Clipping: the step's averaged gradient is clipped by its global L2 norm over every A and B
+// before AdamW (the norm is computed in a ggml graph; the accumulators keep the raw gradient).
 // Threading: every function here is blocking and must be called from one thread at a time
 // (the addon runs them on a worker thread). cancel() is the only call safe from another thread.
 #pragma once
@@ -54,12 +59,14 @@ struct ov_window {
 
 struct ov_adamw {
     float lr = 1e-4f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+    float clip_norm = 0.0f;  // > 0: scale the gradient by clip_norm / (norm + 1e-6) when norm > clip_norm
 };
 
 struct ov_step_result {
     double  loss      = 0.0;  // mean per trained token over the whole optimizer step
     int64_t n_trained = 0;
     double  ms        = 0.0;
+    double  grad_norm = 0.0;  // global L2 norm of the step's averaged gradient (every A and B), before clipping
 };
 
 struct ov_lora_info {

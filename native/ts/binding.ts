@@ -9,7 +9,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TokenWindow } from './token-data.ts';
 
-export const LORA_TARGETS = ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'] as const;
+export const LORA_TARGETS = [
+  'attn_q',
+  'attn_k',
+  'attn_v',
+  'attn_output',
+  'ffn_gate',
+  'ffn_up',
+  'ffn_down',
+] as const;
 export type LoraTargetName = (typeof LORA_TARGETS)[number];
 
 export class NativeError extends Error {
@@ -54,6 +62,12 @@ export interface AdamWOptions {
   beta2?: number;
   eps?: number;
   weightDecay?: number;
+  /**
+   * Clip the step's gradient by its global L2 norm (over every A and B): when the norm exceeds
+   * clipNorm, AdamW sees the gradient scaled by clipNorm / (norm + 1e-6). 0 = off (the default
+   * here; run configs pass their own default explicitly).
+   */
+  clipNorm?: number;
 }
 
 export interface StepResult {
@@ -61,6 +75,8 @@ export interface StepResult {
   loss: number;
   nTrained: number;
   ms: number;
+  /** Global L2 norm of the step's averaged gradient over every A and B, before clipping. */
+  gradNorm: number;
 }
 
 export interface ProbeOptions {
@@ -98,13 +114,22 @@ interface RawAddon {
   peakRss(): number;
 }
 
-export const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'build', 'Release', 'overnight_native.node');
+export const ADDON_PATH = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  'build',
+  'Release',
+  'overnight_native.node',
+);
 
 let addon: RawAddon | null = null;
 export function loadAddon(): RawAddon {
   if (addon) return addon;
   if (!existsSync(ADDON_PATH)) {
-    throw new NativeError('E_NO_ADDON', `native trainer not built: ${ADDON_PATH} is missing (run npm run build:native)`);
+    throw new NativeError(
+      'E_NO_ADDON',
+      `native trainer not built: ${ADDON_PATH} is missing (run npm run build:native)`,
+    );
   }
   const require = createRequire(import.meta.url);
   addon = require(ADDON_PATH) as RawAddon;
@@ -157,7 +182,10 @@ export class Trainer {
     const opt = t.options;
     for (const tg of opt.targets) {
       if (!(LORA_TARGETS as readonly string[]).includes(tg)) {
-        throw new NativeError('E_CONFIG', `unknown LoRA target '${tg}' (known: ${LORA_TARGETS.join(', ')})`);
+        throw new NativeError(
+          'E_CONFIG',
+          `unknown LoRA target '${tg}' (known: ${LORA_TARGETS.join(', ')})`,
+        );
       }
     }
     for (const k of ['rank', 'seqLen', 'seed', 'threads', 'gpuLayers'] as const) {
@@ -166,7 +194,9 @@ export class Trainer {
       }
     }
     if (opt.seed > 2 ** 53) throw new NativeError('E_CONFIG', 'seed is too large');
-    t.info = await call(() => t.raw.open({ ...opt, gpuLayers: opt.gpuLayers < 0 ? 999 : opt.gpuLayers }));
+    t.info = await call(() =>
+      t.raw.open({ ...opt, gpuLayers: opt.gpuLayers < 0 ? 999 : opt.gpuLayers }),
+    );
     return t;
   }
 
@@ -216,7 +246,10 @@ export class Trainer {
     }
   }
   /** Generates with the adapter file at adapterPath (or the base model when null). */
-  probe(o: ProbeOptions, adapterPath: string | null): Promise<{ tokens: Int32Array; text: string }> {
+  probe(
+    o: ProbeOptions,
+    adapterPath: string | null,
+  ): Promise<{ tokens: Int32Array; text: string }> {
     return call(() => this.raw.probe({ ...o, adapterPath: adapterPath ?? undefined }));
   }
   tokenize(text: string, addSpecial = false): Int32Array {
