@@ -32,6 +32,17 @@ export type PresetId = (typeof presetIds)[number];
 const int = (what: string) =>
   z.number({ error: `${what} must be a number` }).int(`${what} must be a whole number`);
 
+/**
+ * Defaults of the optimizer fields of a run config (AdamW and gradient clipping). The schema
+ * below uses them, and the training process falls back to them for a job that omits a value.
+ */
+export const optimizerDefaults = {
+  gradClipNorm: 1,
+  weightDecay: 0,
+  adamBeta1: 0.9,
+  adamBeta2: 0.999,
+} as const;
+
 /** "HH:MM" on the engine machine's clock: the next time it is that hour. */
 const clockTime = z
   .string()
@@ -80,6 +91,34 @@ export const runConfigFields = z
     warmupSteps: int('warmupSteps').min(0).max(100_000).default(20),
     /** Floor of the decaying schedules. */
     minLearningRate: z.number().min(0, 'minLearningRate must be 0 or more').default(0),
+    /**
+     * Gradient clipping by global norm: when the L2 norm of all LoRA gradients together exceeds
+     * this, every gradient is scaled down to it before the AdamW update. 0 = no clipping. Every
+     * step reports the norm before clipping (RunMetric.gradNorm).
+     */
+    gradClipNorm: z
+      .number({ error: 'gradClipNorm must be a number' })
+      .min(0, 'gradClipNorm must be 0 (no clipping) or more')
+      .max(1e6, 'gradClipNorm must be at most 1000000')
+      .default(optimizerDefaults.gradClipNorm),
+    /** AdamW's decoupled weight decay of the LoRA matrices (0 = none). */
+    weightDecay: z
+      .number({ error: 'weightDecay must be a number' })
+      .min(0, 'weightDecay must be 0 or more')
+      .max(1, 'weightDecay must be at most 1')
+      .default(optimizerDefaults.weightDecay),
+    /** AdamW's decay rate of the first moment (the gradient's running mean). */
+    adamBeta1: z
+      .number({ error: 'adamBeta1 must be a number' })
+      .min(0, 'adamBeta1 must be 0 or more')
+      .lt(1, 'adamBeta1 must be below 1')
+      .default(optimizerDefaults.adamBeta1),
+    /** AdamW's decay rate of the second moment (the squared gradient's running mean). */
+    adamBeta2: z
+      .number({ error: 'adamBeta2 must be a number' })
+      .min(0, 'adamBeta2 must be 0 or more')
+      .lt(1, 'adamBeta2 must be below 1')
+      .default(optimizerDefaults.adamBeta2),
 
     // How long: maxSteps wins over epochs; finishBy picks maxSteps from a calibration.
     epochs: z.number().gt(0, 'epochs must be greater than 0').max(1000).default(2),
@@ -337,6 +376,11 @@ export const runMetricSchema = z.object({
   /** Cumulative trained tokens after this step. */
   tokens: z.number().nonnegative(),
   memoryBytes: z.number().nonnegative().nullable(),
+  /**
+   * Global L2 norm of the step's LoRA gradients before clipping (config.gradClipNorm). Null for
+   * steps stored before the trainer reported it, and for a norm that is not finite.
+   */
+  gradNorm: z.number().nonnegative().nullable(),
   /** Unix ms when the step finished. */
   time: z.number(),
 });

@@ -25,7 +25,7 @@ import type { RunDatasets } from './datasets-port.ts';
 import { memoryEstimate, plannedSteps, stepsForDeadline } from './estimate.ts';
 import { readModelDims } from './model-dims.ts';
 import type { RunStore } from './store.ts';
-import { RunSupervisor } from './supervisor.ts';
+import { optimizerOf, RunSupervisor } from './supervisor.ts';
 import { validateRun, type ModelSource, type ValidatedConfig } from './validate.ts';
 
 export type RunsMethod = keyof typeof runsMethods;
@@ -121,7 +121,7 @@ export class RunsService {
         dataPath: input.trainFile,
         adapterPath: join(dir, 'adapter.gguf'),
         lora: { rank: c.loraRank, alpha: c.loraAlpha, targets: [...c.loraTargets], seed: c.seed },
-        optimizer: { lr: c.learningRate },
+        optimizer: optimizerOf(c),
         schedule: { type: 'constant' },
         windowsPerStep: c.effectiveBatch,
         maxSteps: CALIBRATION_STEPS,

@@ -2,13 +2,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { runConfigSchema, type RunMetric } from '../../contract/index.ts';
-import { migration } from '../store/migrations/002-runs.ts';
+import { migrations } from '../store/migrations/index.ts';
+import { migration as runsMigration } from '../store/migrations/002-runs.ts';
+import { migration as gradNormMigration } from '../store/migrations/004-metrics-grad-norm.ts';
 import { RunStore } from './store.ts';
 
 function fresh(): RunStore {
   const db = new Database(':memory:');
   db.pragma('foreign_keys = ON');
-  migration.up(db);
+  for (const m of migrations) m.up(db);
   return new RunStore(db);
 }
 const config = runConfigSchema.parse({ model: 'm', dataset: 'd' });
@@ -30,6 +32,7 @@ const metric = (step: number, loss = 1): RunMetric => ({
   tokensPerSecond: 100,
   tokens: step * 64,
   memoryBytes: null,
+  gradNorm: step / 4,
   time: step,
 });
 
@@ -121,4 +124,37 @@ test('checkpoints know which is best; settings default to auto-resume; the last 
   assert.deepEqual(s.setSettings({ autoResume: false }), { autoResume: false });
   assert.deepEqual(s.lastConfig(), config);
   assert.throws(() => s.update('zz', { name: 'x' }), /no run with id "zz"/);
+});
+
+test('the gradient norm of a step is stored and read back; steps stored before 004 read null', () => {
+  const db = new Database(':memory:');
+  db.pragma('foreign_keys = ON');
+  runsMigration.up(db);
+  const s = new RunStore(db);
+  s.insert(newRun('old'));
+  // A step written by a version without the grad_norm column.
+  db.prepare(
+    `INSERT INTO run_metrics (run_id, step, epoch, loss, lr, tokens_per_second, tokens, memory_bytes, time)
+     VALUES ('old', 1, 0.1, 2.5, 1e-4, 100, 64, NULL, 1)`,
+  ).run();
+  // Its config as that version wrote it: no clipping field.
+  db.prepare(`UPDATE runs SET config = json_remove(config, '$.gradClipNorm')`).run();
+  gradNormMigration.up(db);
+  assert.equal(s.metrics('old')[0]!.gradNorm, null, 'an old row has no norm');
+  assert.equal(s.require('old').config.gradClipNorm, 0, 'an old run was trained without clipping');
+  s.insert(newRun('new'));
+  assert.equal(s.require('new').config.gradClipNorm, 1, 'a new run clips at 1 by default');
+  s.writeBatch('old', {
+    metrics: [metric(2), { ...metric(3), gradNorm: null }],
+    evals: [],
+    probes: [],
+  });
+  assert.deepEqual(
+    s.metrics('old').map((m) => [m.step, m.gradNorm]),
+    [
+      [1, null],
+      [2, 0.5],
+      [3, null],
+    ],
+  );
 });

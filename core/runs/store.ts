@@ -1,5 +1,5 @@
 /**
- * The runs tables (migration 002-runs) behind a small typed API. Every read returns contract
+ * The runs tables (migrations 002-runs, 004-metrics-grad-norm) behind a small typed API. Every read returns contract
  * shapes; every multi-row write is one transaction. This file holds no policy: which state
  * follows which is lifecycle.ts, when to write is supervisor.ts.
  */
@@ -224,8 +224,8 @@ export class RunStore {
   /** One transaction for a batch of trainer output; a repeated step replaces the earlier row. */
   writeBatch(id: string, b: { metrics: RunMetric[]; evals: RunEval[]; probes: RunProbe[] }): void {
     const m = this.db.prepare(
-      `INSERT OR REPLACE INTO run_metrics (run_id, step, epoch, loss, lr, tokens_per_second, tokens, memory_bytes, time)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT OR REPLACE INTO run_metrics (run_id, step, epoch, loss, lr, tokens_per_second, tokens, memory_bytes, grad_norm, time)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     const e = this.db.prepare(
       `INSERT OR REPLACE INTO run_evals (run_id, step, val_loss, time) VALUES (?, ?, ?, ?)`,
@@ -244,6 +244,7 @@ export class RunStore {
           x.tokensPerSecond,
           x.tokens,
           x.memoryBytes,
+          x.gradNorm,
           x.time,
         );
       }
@@ -270,7 +271,8 @@ export class RunStore {
   metrics(id: string, fromStep = 0, toStep = Number.MAX_SAFE_INTEGER): RunMetric[] {
     const rows = this.db
       .prepare(
-        `SELECT step, epoch, loss, lr, tokens_per_second AS tokensPerSecond, tokens, memory_bytes AS memoryBytes, time
+        `SELECT step, epoch, loss, lr, tokens_per_second AS tokensPerSecond, tokens, memory_bytes AS memoryBytes,
+                grad_norm AS gradNorm, time
          FROM run_metrics WHERE run_id = ? AND step BETWEEN ? AND ? ORDER BY step`,
       )
       .all(id, fromStep, toStep);

@@ -104,6 +104,17 @@ function windowsOf(inputFile: string): number | null {
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
+/** The trainer's AdamW and clipping settings of a config: every value explicit. */
+export function optimizerOf(cfg: RunConfig): TrainingJob['optimizer'] {
+  return {
+    lr: cfg.learningRate,
+    beta1: cfg.adamBeta1,
+    beta2: cfg.adamBeta2,
+    weightDecay: cfg.weightDecay,
+    clipNorm: cfg.gradClipNorm,
+  };
+}
+
 export class RunSupervisor {
   private active: Active | null = null;
   private starting = false;
@@ -326,7 +337,7 @@ export class RunSupervisor {
         targets: [...cfg.loraTargets],
         seed: cfg.seed,
       },
-      optimizer: { lr: cfg.learningRate },
+      optimizer: optimizerOf(cfg),
       schedule: { type: cfg.lrSchedule, warmupSteps: cfg.warmupSteps, minLr: cfg.minLearningRate },
       windowsPerStep: cfg.effectiveBatch,
       maxSteps: queued.totalSteps > 0 ? queued.totalSteps : cfg.maxSteps,
@@ -408,6 +419,8 @@ export class RunSupervisor {
           tokensPerSecond: e.tokensPerSecond,
           tokens: e.trainedTokens,
           memoryBytes: e.deviceMemoryBytes ?? e.peakRssBytes,
+          // JSON over IPC turns a non-finite norm into null.
+          gradNorm: Number.isFinite(e.gradNorm) ? e.gradNorm : null,
           time: Date.now(),
         };
         a.lastStep = e.step;
@@ -639,7 +652,7 @@ export class RunSupervisor {
         targets: [...cfg.loraTargets],
         seed: cfg.seed,
       },
-      optimizer: { lr: cfg.learningRate },
+      optimizer: optimizerOf(cfg),
       schedule: { type: cfg.lrSchedule },
       windowsPerStep: cfg.effectiveBatch,
       maxSteps: step,

@@ -15,7 +15,19 @@ export interface TrainingJob {
   /** Where the final adapter GGUF is written. */
   adapterPath: string;
   lora: { rank: number; alpha: number; targets: LoraTargetName[]; seed?: number };
-  optimizer: { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number };
+  /**
+   * AdamW and gradient clipping. Omitted fields take the run config's defaults
+   * (contract/runs.ts optimizerDefaults); run.ts passes every value to the trainer explicitly.
+   */
+  optimizer: {
+    lr: number;
+    beta1?: number;
+    beta2?: number;
+    eps?: number;
+    weightDecay?: number;
+    /** Clip the global L2 norm of the gradients to this before the update; 0 = no clipping. */
+    clipNorm?: number;
+  };
   schedule: { type: LrScheduleType; warmupSteps?: number; minLr?: number };
   /** Windows per optimizer step (effective batch); each window is one micro-batch of the graph. */
   windowsPerStep: number;
@@ -94,6 +106,8 @@ export type TrainingEvent =
       trainedTokens: number;
       stepTokens: number;
       stepMs: number;
+      /** Global L2 norm of the LoRA gradients before clipping. */
+      gradNorm: number;
       elapsedMs: number;
       peakRssBytes: number;
       deviceMemoryBytes: number | null;

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { optimizerDefaults } from '../../contract/index.ts';
 import { NativeError, Trainer, peakRss } from '../../native/ts/binding.ts';
 import { TokenDataReader } from '../../native/ts/token-data.ts';
 import type { TokenWindow } from '../../native/ts/token-data.ts';
@@ -49,6 +50,7 @@ function validateJob(job: TrainingJob): void {
   if (o.beta2 != null && !(o.beta2 >= 0 && o.beta2 < 1)) throw bad('optimizer.beta2', 'must be in [0, 1)');
   if (o.eps != null && !(o.eps > 0)) throw bad('optimizer.eps', 'must be > 0');
   if (o.weightDecay != null && !(o.weightDecay >= 0)) throw bad('optimizer.weightDecay', 'must be >= 0');
+  if (o.clipNorm != null && !(o.clipNorm >= 0 && Number.isFinite(o.clipNorm))) throw bad('optimizer.clipNorm', 'must be a finite number >= 0 (0 = no clipping)');
   if (!['constant', 'linear', 'cosine'].includes(job.schedule.type)) throw bad('schedule.type', 'constant, linear or cosine');
 }
 
@@ -275,10 +277,11 @@ export class TrainingRun {
         const ts = Date.now();
         const r = await trainer.step(windows, {
           lr,
-          beta1: job.optimizer.beta1 ?? 0.9,
-          beta2: job.optimizer.beta2 ?? 0.999,
+          beta1: job.optimizer.beta1 ?? optimizerDefaults.adamBeta1,
+          beta2: job.optimizer.beta2 ?? optimizerDefaults.adamBeta2,
           eps: job.optimizer.eps ?? 1e-8,
-          weightDecay: job.optimizer.weightDecay ?? 0,
+          weightDecay: job.optimizer.weightDecay ?? optimizerDefaults.weightDecay,
+          clipNorm: job.optimizer.clipNorm ?? optimizerDefaults.gradClipNorm,
         });
         const stepMs = Date.now() - ts;
         step++;
@@ -296,6 +299,7 @@ export class TrainingRun {
           trainedTokens,
           stepTokens: r.nTrained,
           stepMs,
+          gradNorm: r.gradNorm,
           elapsedMs: elapsed(),
           peakRssBytes: peakRss(),
           deviceMemoryBytes: dev ? dev.used : null,

@@ -11,6 +11,7 @@ const m = (step: number, time: number): RunMetric => ({
   tokensPerSecond: 1520,
   tokens: 0,
   memoryBytes: null,
+  gradNorm: null,
   time,
 });
 

@@ -6,6 +6,7 @@ import type { Migration } from '../migration.ts';
 import { migration as m001 } from './001-models.ts';
 import { migration as m002 } from './002-runs.ts';
 import { migration as m003 } from './003-datasets.ts';
+import { migration as m004 } from './004-metrics-grad-norm.ts';
 
 // One line per migration, so adding one is a one-line change:
 // prettier-ignore
@@ -13,4 +14,5 @@ export const migrations: readonly Migration[] = [
   m001,
   m002,
   m003,
+  m004,
 ];

@@ -11,6 +11,7 @@ const m = (step: number, loss = step): RunMetric => ({
   tokensPerSecond: 0,
   tokens: step * 100,
   memoryBytes: null,
+  gradNorm: null,
   time: step * 1000,
 });
 const steps = (a: RunMetric[]) => a.map((x) => x.step);
