@@ -369,19 +369,9 @@ export class DatasetLibrary {
       const enc = await this.encoder(model, mask, d);
       try {
         const e = enc.encode(record);
-        const texts = e.tokens.map((t) => v.pieceOf(t));
-        // Byte tokens of one multi-byte character: show the character on the first of them.
-        for (let i = 0; i < texts.length; i++) {
-          if (!texts[i]!.includes('\uFFFD')) continue;
-          for (let j = i + 1; j < Math.min(texts.length, i + 4); j++) {
-            const joined = v.detokenize(e.tokens.slice(i, j + 1));
-            if (joined.includes('\uFFFD')) continue;
-            texts[i] = joined;
-            for (let k = i + 1; k <= j; k++) texts[k] = '';
-            i = j;
-            break;
-          }
-        }
+        // Each token's text in place (a SentencePiece token alone loses its space); the
+        // pieces join to the rendered text (tokenize.ts, RecordEncoder.pieces).
+        const texts = enc.pieces(e);
         const tokens = e.tokens.map((t, i) => ({
           id: t,
           text: texts[i]!,

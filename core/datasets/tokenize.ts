@@ -13,9 +13,9 @@
  * start falls back to a differential render (the same turns with the reply emptied) and the
  * record is flagged (`unstableBoundaries`).
  *
- * Fast path: when the token pieces spell the rendered text exactly, the prefixes' lengths are
- * mapped onto the full tokens' boundaries instead of tokenizing each prefix (same result where
- * it applies; tests compare both paths).
+ * Fast path: when the token pieces (each token's text in place, tokenPieces) spell the
+ * rendered text, the prefixes' lengths are mapped onto the full tokens' boundaries instead of
+ * tokenizing each prefix (same result where it applies; tests compare both paths).
  *
  * Raw text records: BOS (if the model wants it) + text + EOS, every token trained; the text is
  * tokenized as data (special-token text in it is not parsed as special).
@@ -43,9 +43,9 @@ export interface Vocab {
   eosText: string;
   /** The model wants a BOS token at the start of every sequence. */
   addBos: boolean;
-  /** A token's text (special tokens written out), for mapping rendered prefixes to token
-   * positions without tokenizing them again; optional (without it every prefix is tokenized). */
-  piece?(token: number): string;
+  /** The tokenizer writes a space before text at the start and after every special token
+   * (SentencePiece's `add_space_prefix`): the preview and the fast path take it out again. */
+  spacePrefix?: boolean;
   /** The GGUF's `tokenizer.chat_template`, or null. */
   chatTemplate: string | null;
 }
@@ -108,8 +108,10 @@ interface Boundaries {
   valid: Uint8Array;
 }
 
-/** The last valid index k with offs[k] === pos, or -1 (offs is non-decreasing). Equal offsets:
- * zero-width tokens (our own BOS) and the inside of a character; the boundary is after them. */
+/** The first valid index k with offs[k] === pos, or -1 (offs is non-decreasing). Equal
+ * offsets: the inside of a character (not valid), and zero-width tokens (our own BOS at 0, a
+ * space the tokenizer wrote before the text after a special token): those belong to what
+ * follows, so the boundary is before them. */
 function boundaryIndex(offs: Int32Array, valid: Uint8Array, pos: number): number {
   let lo = 0;
   let hi = offs.length - 1;
@@ -118,13 +120,88 @@ function boundaryIndex(offs: Int32Array, valid: Uint8Array, pos: number): number
     if (offs[mid]! < pos) lo = mid + 1;
     else hi = mid;
   }
-  if (offs[lo] !== pos) return -1;
-  let found = valid[lo] ? lo : -1;
-  while (lo + 1 < offs.length && offs[lo + 1] === pos) {
-    lo++;
-    if (valid[lo]) found = lo;
+  for (; lo < offs.length && offs[lo] === pos; lo++) if (valid[lo]) return lo;
+  return -1;
+}
+
+/** Left context for a token's piece (tokens): enough for SentencePiece's leading space. */
+const PIECE_CONTEXT = 4;
+
+/**
+ * Each token's text as it reads in place: detokenize(context + token) minus
+ * detokenize(context), with a few tokens of left context. A token detokenized alone reads
+ * wrong in SentencePiece vocabularies (the detokenizer drops the space a token starts with
+ * when it is the first), so piece-by-piece detokenizing loses every space between words.
+ * Byte tokens of one multi-byte character: the character on the first of them, '' on the
+ * others (`cont[k]` = 1: token k continues a character). Two short detokenizations a token:
+ * linear in the record's length. The pieces join to detokenize(tokens).
+ */
+export function tokenPieces(
+  vocab: Pick<Vocab, 'detokenize'>,
+  tokens: readonly number[],
+): { pieces: string[]; cont: Uint8Array } {
+  const pieces = new Array<string>(tokens.length).fill('');
+  const cont = new Uint8Array(tokens.length);
+  const after = (ctx: readonly number[], before: string, span: readonly number[]): string => {
+    if (ctx.length === 0) return vocab.detokenize(span);
+    const text = vocab.detokenize([...ctx, ...span]);
+    return text.startsWith(before) ? text.slice(before.length) : vocab.detokenize(span);
+  };
+  for (let i = 0; i < tokens.length;) {
+    const ctx = tokens.slice(Math.max(0, i - PIECE_CONTEXT), i);
+    const before = ctx.length ? vocab.detokenize(ctx) : '';
+    let len = 1;
+    let piece = after(ctx, before, tokens.slice(i, i + 1));
+    // Byte tokens of a multi-byte character: decode up to 4 of them together.
+    for (let l = 2; piece.includes('\uFFFD') && l <= 4 && i + l <= tokens.length; l++) {
+      const joined = after(ctx, before, tokens.slice(i, i + l));
+      if (joined.includes('\uFFFD')) continue;
+      piece = joined;
+      len = l;
+    }
+    pieces[i] = piece;
+    for (let k = i + 1; k < i + len; k++) cont[k] = 1;
+    i += len;
   }
-  return found;
+  return { pieces, cont };
+}
+
+/**
+ * The pieces (tokenPieces) mapped onto the rendered text they were tokenized from, or null
+ * when they do not spell it exactly. What the tokenizer adds is taken out: a BOS we added
+ * ourselves (the template did not write it) spans no characters, and with `spacePrefix`
+ * (SentencePiece) the space it writes before the text that follows a special token. What it
+ * drops is put back: whitespace next to a special token that the tokenizer strips (llama.cpp's
+ * rstrip/lstrip attributes, e.g. Phi-3) is spelled by that special token.
+ */
+export function spellRendered(
+  vocab: Vocab,
+  tokens: readonly number[],
+  rendered: string,
+  pieces: readonly string[] = tokenPieces(vocab, tokens).pieces,
+): string[] | null {
+  const out = new Array<string>(tokens.length);
+  let pos = 0;
+  for (let i = 0; i < tokens.length; i++) {
+    let p = pieces[i]!;
+    if (i === 0 && tokens[0] === vocab.bos && !rendered.startsWith(p)) p = '';
+    else if (vocab.spacePrefix && i > 0 && p.startsWith(' ') && vocab.isSpecial(tokens[i - 1]!))
+      p = p.slice(1);
+    if (!rendered.startsWith(p, pos)) {
+      // Whitespace the tokenizer drops next to a special token (llama.cpp's rstrip/lstrip
+      // token attributes: Phi-3's `<|end|>\n`) goes with the special token.
+      const ws = /^\s+/.exec(rendered.slice(pos, pos + 64))?.[0] ?? '';
+      if (!ws || !rendered.startsWith(p, pos + ws.length)) return null;
+      if (vocab.isSpecial(tokens[i]!)) p = ws + p;
+      else if (i > 0 && vocab.isSpecial(tokens[i - 1]!)) {
+        out[i - 1] += ws;
+        pos += ws.length;
+      } else return null;
+    }
+    out[i] = p;
+    pos += p.length;
+  }
+  return pos === rendered.length ? out : null;
 }
 
 export class RecordEncoder {
@@ -154,39 +231,21 @@ export class RecordEncoder {
 
   /**
    * Character offset of every token boundary of the full rendering, when the token pieces
-   * spell the rendered text exactly; null otherwise (a token that is part of a UTF-8 sequence,
-   * a tokenizer that rewrites spaces): then every prefix is tokenized instead.
+   * spell the rendered text (see spellRendered); null otherwise (then every prefix is
+   * tokenized instead).
    */
   private boundaries(tokens: number[], rendered: string): Boundaries | null {
-    const piece = this.vocab.piece?.bind(this.vocab);
-    if (!piece) return null;
+    const { pieces, cont } = tokenPieces(this.vocab, tokens);
+    const spelled = spellRendered(this.vocab, tokens, rendered, pieces);
+    if (!spelled) return null;
     const offs = new Int32Array(tokens.length + 1);
     const valid = new Uint8Array(tokens.length + 1).fill(1);
-    let pos = 0;
     for (let i = 0; i < tokens.length; i++) {
-      const t = tokens[i]!;
-      // A BOS we added ourselves (the template did not write it) spans no characters.
-      let p = i === 0 && t === this.vocab.bos && !rendered.startsWith(piece(t)) ? '' : piece(t);
-      let j = i;
-      if (p.includes('\uFFFD')) {
-        // Byte tokens of one multi-byte character: decode them together; the boundaries
-        // inside the character are not boundaries.
-        for (j = i + 1; j < Math.min(tokens.length, i + 4); j++) {
-          p = this.vocab.detokenize(tokens.slice(i, j + 1));
-          if (!p.includes('\uFFFD')) break;
-        }
-        if (p.includes('\uFFFD')) return null;
-        for (let k = i + 1; k <= j; k++) {
-          offs[k] = pos;
-          valid[k] = 0;
-        }
-      }
-      if (!rendered.startsWith(p, pos)) return null;
-      pos += p.length;
-      offs[j + 1] = pos;
-      i = j;
+      offs[i + 1] = offs[i]! + spelled[i]!.length;
+      // The boundaries inside one multi-byte character (byte tokens) are not boundaries.
+      if (cont[i]) valid[i] = 0;
     }
-    return pos === rendered.length ? { offs, valid } : null;
+    return { offs, valid };
   }
 
   /** Token span [start, end) of assistant turn i, by tokenizing the rendered prefixes. */
@@ -240,6 +299,25 @@ export class RecordEncoder {
     while (end < offs.length - 1 && offs[end + 1]! <= c) end++;
     while (end > start && !valid[end]) end--;
     return { start, end };
+  }
+
+  /**
+   * Each token's text for the preview. Where the pieces spell the rendered text they join to
+   * exactly it, plus the tokens we add that the text does not contain: our own BOS and a text
+   * record's EOS, shown as themselves. Otherwise (a tokenizer that normalises the text, e.g.
+   * WordPiece's lower-casing) each token's own text in place (tokenPieces).
+   */
+  pieces(e: EncodedRecord): string[] {
+    const { pieces } = tokenPieces(this.vocab, e.tokens);
+    const n = e.tokens.length;
+    let spelled = spellRendered(this.vocab, e.tokens, e.rendered, pieces);
+    if (!spelled && n > 0 && e.tokens[n - 1] === this.vocab.eos) {
+      spelled = spellRendered(this.vocab, e.tokens.slice(0, -1), e.rendered, pieces);
+      spelled?.push(pieces[n - 1]!);
+    }
+    if (!spelled) return pieces;
+    if (n > 0 && spelled[0] === '' && e.tokens[0] === this.vocab.bos) spelled[0] = pieces[0]!;
+    return spelled;
   }
 
   encode(record: NormalizedRecord): EncodedRecord {

@@ -8,8 +8,6 @@ import type { Llama, LlamaModel, Token } from 'node-llama-cpp';
 import type { Vocab } from './tokenize.ts';
 
 export interface LoadedVocab extends Vocab {
-  /** The token's text for display (special tokens written out). */
-  pieceOf(token: number): string;
   dispose(): Promise<void>;
 }
 
@@ -17,15 +15,11 @@ export async function loadVocab(llama: Llama, modelPath: string): Promise<Loaded
   const model: LlamaModel = await llama.loadModel({ modelPath, vocabOnly: true, gpuLayers: 0 });
   const tpl = model.fileInfo.metadata?.tokenizer?.chat_template;
   const t = model.tokens;
-  const pieces = new Map<number, string>();
-  const pieceOf = (token: number): string => {
-    let p = pieces.get(token);
-    if (p === undefined) {
-      p = model.detokenize([token as Token], true);
-      if (pieces.size < 400_000) pieces.set(token, p);
-    }
-    return p;
-  };
+  // SentencePiece's add_space_prefix: text after a special token gets a space written before
+  // it ("a" after "b" reads " a" although the text had no space).
+  const a = model.tokenize('a', false);
+  const b = model.tokenize('b', false);
+  const spacePrefix = model.detokenize(a, false, b).startsWith(' ');
   return {
     tokenize: (text, special) => model.tokenize(text, special).map(Number),
     detokenize: (tokens) => model.detokenize(tokens as Token[], true),
@@ -36,9 +30,8 @@ export async function loadVocab(llama: Llama, modelPath: string): Promise<Loaded
     bosText: t.bosString ?? '',
     eosText: t.eosString ?? '',
     addBos: t.shouldPrependBosToken,
+    spacePrefix,
     chatTemplate: typeof tpl === 'string' && tpl.trim() !== '' ? tpl : null,
-    pieceOf,
-    piece: pieceOf,
     dispose: () => model.dispose(),
   };
 }
