@@ -145,6 +145,29 @@ describe('datasets over the contract', () => {
     await client.call('datasets.remove', { id: r.dataset.id });
   });
 
+  it('previews a SentencePiece model (Llama 2) with the spaces between words', async () => {
+    const f = join(dir, 'amber.jsonl');
+    const user = '[user] Code for Amber?';
+    const reply = 'Amber, the code is 7.';
+    writeFileSync(
+      f,
+      JSON.stringify({
+        messages: [
+          { role: 'user', content: user },
+          { role: 'assistant', content: reply },
+        ],
+      }),
+    );
+    const r = await client.call('datasets.import', { path: f });
+    assert.ok(r.status === 'imported');
+    const m = await tinyModel({ vocab: 'llama-spm' });
+    const spm = (await client.call('models.add', { path: m.path })).id;
+    const p = await client.call('datasets.preview', { id: r.dataset.id, modelId: spm, index: 0 });
+    // Llama 2's template: <s>[INST] user [/INST] reply </s>
+    assert.equal(p.tokens.map((t) => t.text).join(''), `<s>[INST] ${user} [/INST] ${reply} </s>`);
+    await client.call('datasets.remove', { id: r.dataset.id });
+  });
+
   it('warns loudly when nothing is trained at a sequence length', async () => {
     const s = await client.call('datasets.stats', { id: datasetId, modelId, seqLen: 16 });
     assert.ok(s.dropped > 0);

@@ -19,7 +19,7 @@ import { RecordEncoder, type EncodedRecord } from '../../core/datasets/tokenize.
 import { loadVocab, type LoadedVocab } from '../../core/datasets/vocab.ts';
 import type { Message, NormalizedRecord } from '../../core/datasets/types.ts';
 import { llamaSourceFile } from '../fixtures/llama-source.ts';
-import { tinyModel, type TinyModelOptions } from '../fixtures/tiny-model.ts';
+import { CHATML_TEMPLATE, tinyModel, type TinyModelOptions } from '../fixtures/tiny-model.ts';
 
 const conv: Message[] = [
   { role: 'system', content: 'Be brief.' },
@@ -93,6 +93,12 @@ const families: {
   },
 ];
 
+/** Llama 2's chat format over its SentencePiece vocab (the tiny model's default). */
+const llama2 = {
+  name: 'Llama 2',
+  opts: async (): Promise<TinyModelOptions> => ({ vocab: 'llama-spm' }),
+};
+
 describe('masks on real chat templates', () => {
   for (const fam of families) {
     test(`${fam.name}: trained tokens are exactly the assistant replies plus the end-of-turn token`, async () => {
@@ -124,10 +130,14 @@ describe('masks on real chat templates', () => {
     });
   }
 
-  test('the fast path (prefix lengths on token boundaries) gives the same masks as tokenizing every prefix', async () => {
+  test('the fast path (prefix lengths on token boundaries) gives the same masks as tokenizing every prefix, on every vocabulary family', async () => {
     const records: Message[][] = [
       conv,
       noSystem,
+      [
+        { role: 'user', content: '[user] Code for Amber?' },
+        { role: 'assistant', content: 'Amber, the code is 7.' },
+      ],
       [
         { role: 'user', content: 'Émojis 🎉 and ünïcödé, 漢字 too' },
         { role: 'assistant', content: '  leading spaces and 🎉\n\nnew lines  ' },
@@ -135,11 +145,12 @@ describe('masks on real chat templates', () => {
         { role: 'assistant', content: 'fin' },
       ],
     ];
-    let fastUsed = 0;
-    for (const fam of families) {
+    const fastUsed: Record<string, number> = {};
+    for (const fam of [...families, llama2]) {
       const v = await vocabFor(await fam.opts());
       let calls = 0;
       const counting = { ...v, tokenize: (t: string, sp: boolean) => (calls++, v.tokenize(t, sp)) };
+      fastUsed[fam.name] = 0;
       for (const messages of records) {
         for (const mode of ['assistant', 'last'] as const) {
           const slow = new RecordEncoder(v, mode, v.chatTemplate, true).encode({ messages });
@@ -147,11 +158,22 @@ describe('masks on real chat templates', () => {
           const fast = new RecordEncoder(counting, mode).encode({ messages });
           assert.deepEqual(fast.tokens, slow.tokens, fam.name);
           assert.deepEqual([...fast.mask], [...slow.mask], `${fam.name} ${mode}`);
-          if (calls === 1) fastUsed++;
+          if (calls === 1) fastUsed[fam.name]!++;
         }
       }
     }
-    assert.ok(fastUsed >= 12, `the fast path served ${fastUsed} of 24 encodes`);
+    // Every family takes the fast path (one tokenization a record), SentencePiece ones too.
+    // Tokenized again, rightly: Mistral Nemo's records with a system prompt (its template moves
+    // the system prompt: the differential render), and Phi-3's reply that starts with spaces
+    // (its tokenizer drops all whitespace after <|assistant|>, so the reply's start is inside
+    // what no token spells).
+    assert.deepEqual(fastUsed, {
+      'ChatML / Qwen2.5': 8,
+      'Llama 3.1': 8,
+      'Phi-3.5': 7,
+      'Mistral Nemo': 6,
+      'Llama 2': 8,
+    });
   });
 
   test('raw text: every token trained, BOS/EOS per the model, special-token text is data', async () => {
@@ -168,6 +190,91 @@ describe('masks on real chat templates', () => {
   test('a model without a chat template refuses chat records, with a message that says why', async () => {
     const v = await vocabFor({ vocab: 'qwen2', chatTemplate: null });
     assert.throws(() => new RecordEncoder(v).encode({ messages: conv }), /no chat template/);
+  });
+});
+
+describe('token previews', () => {
+  const amber: Message[] = [
+    { role: 'user', content: '[user] Code for Amber?' },
+    { role: 'assistant', content: 'Amber, the code is 7.' },
+  ];
+  const unicode: Message[] = [
+    { role: 'user', content: 'Émojis 🎉 and ünïcödé, 漢字 too' },
+    { role: 'assistant', content: '  two  spaces, 🎉🎊 — déjà vu\n\nfin  ' },
+  ];
+
+  for (const fam of [...families, llama2]) {
+    test(`${fam.name}: the preview's pieces join to exactly the rendered conversation`, async () => {
+      const v = await vocabFor(await fam.opts());
+      const enc = new RecordEncoder(v);
+      for (const messages of [amber, unicode, conv]) {
+        const e = enc.encode({ messages });
+        const pieces = enc.pieces(e);
+        assert.equal(pieces.length, e.tokens.length);
+        // A BOS the tokenizer adds (the template does not write it) is shown as itself.
+        const ownBos = e.tokens[0] === v.bos && !e.rendered.startsWith(v.bosText);
+        assert.equal(pieces.join(''), (ownBos ? v.bosText : '') + e.rendered, fam.name);
+        assert.ok(!pieces.some((p) => p.includes('\uFFFD')), 'characters, not byte halves');
+        // The trained pieces are the replies as written (spaces included).
+        const trained = pieces.filter((_, i) => e.mask[i]).join('');
+        for (const m of messages.filter((m) => m.role === 'assistant'))
+          assert.ok(trained.includes(m.content.trim()), `${fam.name}: ${JSON.stringify(trained)}`);
+      }
+    });
+  }
+
+  test('pieces cost a bounded amount of detokenizing per token (linear in a long record)', async () => {
+    const v = await vocabFor(await llama2.opts());
+    let detokenized = 0;
+    const counting = {
+      ...v,
+      detokenize: (t: readonly number[]) => ((detokenized += t.length), v.detokenize(t)),
+    };
+    const enc = new RecordEncoder(counting);
+    const e = enc.encode({
+      messages: [
+        { role: 'user', content: 'Tell me a long story.' },
+        { role: 'assistant', content: 'Once upon a time, 漢字 and 🎉 went on. '.repeat(300) },
+      ],
+    });
+    assert.ok(e.tokens.length > 3000, `${e.tokens.length} tokens`);
+    detokenized = 0;
+    const pieces = enc.pieces(e);
+    assert.equal(pieces.join(''), e.rendered);
+    assert.ok(
+      detokenized < 16 * e.tokens.length,
+      `${detokenized} tokens detokenized for ${e.tokens.length}`,
+    );
+  });
+
+  test('a text record: the pieces join to the text and the EOS we add', async () => {
+    for (const fam of [families[0]!, llama2]) {
+      const v = await vocabFor(await fam.opts());
+      const enc = new RecordEncoder(v);
+      const text = 'Plain prose, with  spaces and 漢字.';
+      const e = enc.encode({ text });
+      const ownBos = e.tokens[0] === v.bos ? v.bosText : '';
+      assert.equal(enc.pieces(e).join(''), ownBos + text + v.eosText, fam.name);
+    }
+  });
+
+  test('WordPiece (BERT): the pieces join to what the tokenizer reads, words spaced', async () => {
+    // WordPiece lower-cases, drops accents and splits punctuation, so no pieces can spell the
+    // rendered text; the preview shows each token's text in place instead.
+    const path = await llamaSourceFile('models/ggml-vocab-bert-bge.gguf');
+    let p = byPath.get(path);
+    if (!p) {
+      p = loadVocab(llama, path);
+      byPath.set(path, p);
+      vocabs.push(await p);
+    }
+    const v = await p;
+    const enc = new RecordEncoder(v, 'assistant', CHATML_TEMPLATE);
+    const e = enc.encode({ messages: amber });
+    const pieces = enc.pieces(e);
+    assert.equal(pieces.length, e.tokens.length);
+    assert.equal(pieces.join(''), v.detokenize(e.tokens));
+    assert.match(pieces.join(''), /code for amber/);
   });
 });
 
