@@ -23,6 +23,7 @@ import type {
   DatasetPlan,
   DatasetPlanInput,
   PreparedInput,
+  ProbePrompt,
   RunDatasetRef,
   RunDatasets,
 } from '../runs/datasets-port.ts';
@@ -491,6 +492,28 @@ export class DatasetLibrary {
           trainFile,
           validationFile: r.validationWindows > 0 ? validationFile : null,
         };
+      },
+      probePrompts: async ({ datasetId, model, prompts }): Promise<ProbePrompt[]> => {
+        const d = this.require(datasetId);
+        return this.using(model, async () => {
+          const v = await this.vocab(model);
+          // A chat dataset teaches answers to user turns: ask the probe as one, rendered and
+          // tokenized by the same code as the masks (tokenize.ts), ending in the generation
+          // prompt; the trainer generates until an end-of-generation token (the end of turn).
+          if (d.format !== 'text' && v.chatTemplate) {
+            const enc = new RecordEncoder(v, 'assistant');
+            return prompts.map((text) => ({
+              tokens: enc.promptTokens([{ role: 'user', content: text }]),
+              label: text,
+            }));
+          }
+          // A text dataset (continued pre-training) or a model without a template: plain text.
+          return prompts.map((text) => {
+            const tokens = v.tokenize(text, false);
+            if (v.addBos && v.bos !== null) tokens.unshift(v.bos);
+            return { tokens, label: text };
+          });
+        });
       },
     };
   }

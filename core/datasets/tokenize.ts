@@ -302,6 +302,19 @@ export class RecordEncoder {
   }
 
   /**
+   * The tokens a chat model continues to answer `messages`: the conversation rendered with the
+   * generation prompt by the same template and tokenizer as the masks (probe prompts).
+   */
+  promptTokens(messages: readonly Message[]): number[] {
+    if (!this.renderer) {
+      throw new TemplateError(
+        'the model has no chat template (tokenizer.chat_template), so a chat prompt cannot be rendered',
+      );
+    }
+    return this.tok(this.renderer.render(messages, true), true);
+  }
+
+  /**
    * Each token's text for the preview. Where the pieces spell the rendered text they join to
    * exactly it, plus the tokens we add that the text does not contain: our own BOS and a text
    * record's EOS, shown as themselves. Otherwise (a tokenizer that normalises the text, e.g.

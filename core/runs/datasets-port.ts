@@ -33,9 +33,26 @@ export interface PreparedInput extends DatasetPlan {
   validationFile: string | null;
 }
 
+/** A probe prompt as the trainer's token ids; `label` is the user's prompt text (shown in the UI). */
+export interface ProbePrompt {
+  tokens: number[];
+  label: string;
+}
+
 export interface RunDatasets {
   /** A dataset id, or a path to a file to import; NOT_FOUND / INVALID_FILE otherwise. */
   resolve(idOrPath: string): Promise<RunDatasetRef>;
   plan(input: DatasetPlanInput): Promise<DatasetPlan>;
   prepare(input: DatasetPlanInput & { folder: string }): Promise<PreparedInput>;
+  /**
+   * Probe prompts as the model will be asked them: each as one user turn rendered with the
+   * model's chat template and its generation prompt (a chat dataset), or as plain text after
+   * BOS (a text dataset, or a model without a template), tokenized with the model's vocabulary.
+   * Optional: without it the trainer tokenizes the prompts as plain text.
+   */
+  probePrompts?(input: {
+    datasetId: string;
+    model: ModelInfo;
+    prompts: readonly string[];
+  }): Promise<ProbePrompt[]>;
 }
