@@ -323,6 +323,15 @@ export class RunSupervisor {
     // The best evaluation may have been past the checkpoint (forgotten above).
     this.d.store.update(queued.id, { bestStep: early.bestStep, bestValLoss: early.bestLoss });
 
+    // Probes are asked the way the data teaches: a chat dataset's prompt as a user turn in the
+    // model's chat template (tokenized here, by the datasets domain); the label stays the text.
+    const probePrompts: NonNullable<TrainingJob['probes']>['prompts'] = cfg.probePrompts.length
+      ? ((await this.d.datasets.probePrompts?.({
+          datasetId: queued.datasetId,
+          model,
+          prompts: cfg.probePrompts,
+        })) ?? cfg.probePrompts.map((text) => ({ text })))
+      : [];
     // The trainer checkpoints on a timer; to be able to keep the checkpoint of the best eval,
     // that timer also fires at every eval (extra ones are dropped unless best).
     const keepBest = cfg.validationShare > 0 && (cfg.earlyStopping || cfg.finalAdapter === 'best');
@@ -348,9 +357,7 @@ export class RunSupervisor {
         interval: keepBest ? gcd(cfg.evalInterval, cfg.checkpointInterval) : cfg.checkpointInterval,
         resumeFrom: resumePath,
       },
-      probes: cfg.probePrompts.length
-        ? { prompts: cfg.probePrompts.map((text) => ({ text })), maxTokens: 48 }
-        : undefined,
+      probes: probePrompts.length ? { prompts: probePrompts, maxTokens: 48 } : undefined,
       seed: cfg.seed,
       threads: cfg.threads,
       gpuLayers: cfg.backend === 'cpu' ? 0 : cfg.gpuLayers < 0 ? 999 : cfg.gpuLayers,
