@@ -1,0 +1,117 @@
+/**
+ * Probe samples are asked the way a chat dataset teaches: through the whole engine (the real
+ * datasets domain, the real training process), a tiny Llama 2-format model trained on a few
+ * question/answer conversations answers a probe with a training question with the trained
+ * answer; the same probe on the (practically) untrained model does not. The probe is shown
+ * under the user's prompt text.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Run, RunProbe } from '../../contract/index.ts';
+import { createEngine, type Engine } from '../../core/engine.ts';
+import { tinyModel } from '../fixtures/tiny-model.ts';
+
+const pairs = [
+  { q: 'Code for Amber?', a: 'apple' },
+  { q: 'Code for Basil?', a: 'cherry' },
+  { q: 'Code for Cedar?', a: 'lemon' },
+  { q: 'Code for Dune?', a: 'melon' },
+];
+
+let dir: string;
+let engine: Engine;
+let modelId: string;
+let datasetId: string;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'overnight-'));
+  engine = createEngine({ dataDir: join(dir, 'data') });
+  // The tiny model's default vocab is SentencePiece with Llama 2's chat template:
+  // <s>[INST] question [/INST] answer </s>
+  modelId = (await engine.models.add((await tinyModel({ type: 'q8_0' })).path)).id;
+  const file = join(dir, 'codes.jsonl');
+  writeFileSync(
+    file,
+    pairs
+      .map(({ q, a }) =>
+        JSON.stringify({
+          messages: [
+            { role: 'user', content: q },
+            { role: 'assistant', content: a },
+          ],
+        }),
+      )
+      .join('\n') + '\n',
+  );
+  const r = await engine.datasets.import({ path: file });
+  assert.ok(r.status === 'imported');
+  datasetId = r.dataset.id;
+});
+after(async () => {
+  await engine.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Runs a config to its end; returns the run and its probe samples (as the UI gets them). */
+async function train(over: Record<string, unknown>): Promise<{ run: Run; probes: RunProbe[] }> {
+  const probes: RunProbe[] = [];
+  let id = '';
+  const offP = engine.events.subscribe('runs.probe', (p) => {
+    if (p.id === id) probes.push(...p.probes);
+  });
+  const settled = new Promise<Run>((resolve) => {
+    const off = engine.events.subscribe('runs.state', (r) => {
+      if (r.id !== id || !['completed', 'failed', 'cancelled', 'interrupted'].includes(r.state))
+        return;
+      off();
+      resolve(r);
+    });
+  });
+  const run = await engine.runs.create({
+    model: modelId,
+    dataset: datasetId,
+    preset: 'custom',
+    loraRank: 16,
+    loraAlpha: 32,
+    loraTargets: ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'],
+    lrSchedule: 'cosine',
+    warmupSteps: 5,
+    effectiveBatch: 4,
+    gradAccumulation: 4,
+    sequenceLength: 32,
+    validationShare: 0,
+    checkpointInterval: 1000,
+    earlyStopping: false,
+    finalAdapter: 'last',
+    threads: 2,
+    probePrompts: [pairs[0]!.q],
+    ...over,
+  });
+  id = run.id;
+  const done = await settled;
+  offP();
+  return { run: done, probes };
+}
+
+describe('probe samples on a chat dataset (real trainer)', { timeout: 900_000 }, () => {
+  it('a probe with a training question shows the trained answer; on the untrained model it does not', async () => {
+    const trained = await train({ learningRate: 5e-3, maxSteps: 80 });
+    assert.equal(trained.run.state, 'completed', trained.run.stateReason ?? '');
+    const last = trained.probes.at(-1);
+    assert.ok(last, 'the run sampled its probe');
+    assert.equal(last.step, 80);
+    assert.equal(last.prompt, pairs[0]!.q, "the probe is shown under the user's prompt text");
+    // The model answers the turn and stops at the end of turn (</s>), nothing after it.
+    assert.equal(last.output.trim(), pairs[0]!.a, JSON.stringify(last.output));
+
+    // Practically the base model: one step at a learning rate that changes nothing.
+    const base = await train({ learningRate: 1e-12, maxSteps: 1, warmupSteps: 0 });
+    assert.equal(base.run.state, 'completed', base.run.stateReason ?? '');
+    const b = base.probes.at(-1);
+    assert.ok(b);
+    assert.notEqual(b.output.trim(), pairs[0]!.a, 'the base model does not know the answer');
+  });
+});
