@@ -10,8 +10,22 @@
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { existsSync, writeFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TrainingCommand, TrainingEvent, TrainingJob } from './job.ts';
+import { classifyDeath, memoryCgroupOf, oomKillCount } from './oom.ts';
+
+/** util-linux's prlimit, which a memory cap needs (Linux only). */
+function prlimitPath(): string {
+  if (process.platform !== 'linux')
+    throw new Error('a memory limit for the training process is supported on Linux only');
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(delimiter)) {
+    const p = join(dir, 'prlimit');
+    if (dir && existsSync(p)) return p;
+  }
+  throw new Error('a memory limit for the training process needs prlimit (util-linux): install it');
+}
 
 export const WORKER_PATH = fileURLToPath(new URL('./worker.ts', import.meta.url));
 
@@ -22,6 +36,29 @@ export interface TrainerProcessOptions {
   env?: NodeJS.ProcessEnv;
   /** Forward the child's stdout/stderr to ours (default true). */
   inheritOutput?: boolean;
+  /**
+   * Cap on the training process's address space in bytes (Linux, `prlimit --as`, util-linux):
+   * an allocation past it fails inside the trainer and the run ends with E_OOM instead of the
+   * machine swapping or the kernel killing something. CPU training only (GPU drivers map far
+   * more address space than they use). Default: $OVERNIGHT_TRAINER_MEMORY_LIMIT (bytes, or with
+   * a K/M/G suffix), else none.
+   */
+  memoryLimitBytes?: number;
+  /**
+   * A cgroup folder to run the training process in (its pid goes to `cgroup.procs` before the
+   * job is sent), e.g. one with a `memory.max` / `memory.limit_in_bytes`: the kernel then kills
+   * only the trainer when it goes over, and oom.ts reports that as E_OOM. Default:
+   * $OVERNIGHT_TRAINER_CGROUP, else the engine's own cgroup.
+   */
+  cgroup?: string;
+}
+
+/** Bytes from "1073741824", "1024M", "1.5G"; throws on anything else. */
+export function parseBytes(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$/i.exec(text);
+  if (!m) throw new Error(`"${text}" is not a size in bytes (e.g. 2147483648, 2048M or 2G)`);
+  const unit = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }[m[2]!.toUpperCase()]!;
+  return Math.floor(Number(m[1]) * unit);
 }
 
 export declare interface TrainerProcess {
@@ -49,13 +86,47 @@ export class TrainerProcess extends EventEmitter {
   start(job: TrainingJob): void {
     if (this.child) throw new Error('TrainerProcess.start: already started');
     const tsx = import.meta.resolve('tsx');
-    const child = fork(WORKER_PATH, [], {
-      execArgv: ['--import', tsx],
-      env: { ...process.env, ...this.opts.env },
+    const worker = { path: WORKER_PATH, execArgv: ['--import', tsx] };
+    const env = { ...process.env, ...this.opts.env };
+    const limitText = env.OVERNIGHT_TRAINER_MEMORY_LIMIT;
+    const limit = this.opts.memoryLimitBytes ?? (limitText ? parseBytes(limitText) : undefined);
+    const cgroup = this.opts.cgroup ?? env.OVERNIGHT_TRAINER_CGROUP;
+    // With a memory cap, prlimit sets RLIMIT_AS and then execs Node (same pid, same IPC channel).
+    const launcher = limit === undefined ? null : prlimitPath();
+    const child = fork(worker.path, [], {
+      ...(launcher
+        ? {
+            execPath: launcher,
+            // Under an address-space cap, V8 must not reserve guard regions (10+ GB) or the
+            // largest possible memory (4 GB) for each WebAssembly instance (tsx uses two).
+            execArgv: [
+              `--as=${limit}`,
+              '--',
+              process.execPath,
+              '--disable-wasm-trap-handler',
+              '--wasm-max-mem-pages=1024',
+              ...worker.execArgv,
+            ],
+          }
+        : { execArgv: worker.execArgv }),
+      env,
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'json',
     });
     this.child = child;
+    if (cgroup && child.pid) {
+      try {
+        writeFileSync(join(cgroup, 'cgroup.procs'), String(child.pid));
+      } catch (err) {
+        child.kill('SIGKILL');
+        throw new Error(
+          `cannot run the training process in cgroup ${cgroup}: ${(err as Error).message}`,
+        );
+      }
+    }
+    // The oom_kill counter of the child's memory cgroup now and after it died (oom.ts).
+    const memCgroup = child.pid ? memoryCgroupOf(child.pid) : null;
+    const oomKillsBefore = oomKillCount(memCgroup);
     const inherit = this.opts.inheritOutput ?? true;
     child.stdout?.on('data', (d: Buffer) => {
       if (inherit) process.stdout.write(d);
@@ -70,13 +141,16 @@ export class TrainerProcess extends EventEmitter {
     });
     child.on('close', (code, signal) => {
       if (!this.final) {
-        const last = this.stderrTail.trim().split('\n').slice(-3).join(' | ');
-        const why = signal ? `was killed by ${signal}${signal === 'SIGKILL' ? ' (possibly out of memory)' : ''}` : `exited with code ${code}`;
-        const e: FinalEvent = {
-          type: 'error',
-          code: signal === 'SIGKILL' ? 'E_CRASH' : 'E_CRASH',
-          message: `the training process ${why} without reporting a result${last ? `; last output: ${last}` : ''}`,
-        };
+        // Out of memory (an allocation failure it printed, or the kernel's OOM killer) or a crash.
+        const death = classifyDeath({
+          code,
+          signal,
+          stderrTail: this.stderrTail,
+          cgroup: memCgroup,
+          oomKillsBefore,
+          oomKillsAfter: oomKillCount(memCgroup),
+        });
+        const e: FinalEvent = { type: 'error', ...death };
         this.final = e;
         this.emit('event', e);
       }

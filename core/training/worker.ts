@@ -6,6 +6,7 @@
 //                    exactly one of done / error, after which the process exits (0 / 1).
 // A crash (native abort, OOM kill) ends the process without done/error; the parent reports it.
 import type { TrainingCommand, TrainingEvent } from './job.ts';
+import { isAllocationFailure } from './oom.ts';
 import { TrainingRun } from './run.ts';
 
 if (!process.send) {
@@ -38,6 +39,9 @@ process.on('message', (m: TrainingCommand) => {
         const err = e as { code?: string; message?: string };
         let code = err.code ?? 'E_NATIVE';
         if (code === 'ERR_INVALID_ARG_TYPE') code = 'E_CONFIG';
+        // std::bad_alloc from the addon, a failed Buffer/ArrayBuffer allocation: out of memory.
+        if ((code === 'E_NATIVE' || !code.startsWith('E_')) && isAllocationFailure(`${err.message ?? e}`))
+          code = 'E_OOM';
         await send({ type: 'error', code, message: err.message ?? String(e) });
         process.exitCode = 1;
       })

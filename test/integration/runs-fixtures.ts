@@ -119,7 +119,7 @@ export interface RunsFixture {
 }
 
 export async function runsFixture(
-  opts: { dir?: string; datasets?: TokenFileDatasets } = {},
+  opts: { dir?: string; datasets?: TokenFileDatasets; trainerEnv?: NodeJS.ProcessEnv } = {},
 ): Promise<RunsFixture> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'overnight-'));
   const dataDir = join(dir, 'data');
@@ -138,6 +138,7 @@ export async function runsFixture(
     models,
     datasets,
     device: async () => ({ name: 'CPU (system RAM)', freeBytes: 8 * 1024 ** 3 }),
+    trainerEnv: opts.trainerEnv,
     inheritTrainerOutput: process.env.OVERNIGHT_TEST_VERBOSE === '1',
     log: process.env.OVERNIGHT_TEST_VERBOSE === '1' ? (m) => console.error(m) : undefined,
   });
