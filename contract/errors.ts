@@ -38,7 +38,3 @@ export class OvernightError extends Error {
     return { code: this.code, message: this.message };
   }
 }
-
-export function isRpcErrorPayload(v: unknown): v is RpcErrorPayload {
-  return rpcErrorSchema.safeParse(v).success;
-}

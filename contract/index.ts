@@ -17,6 +17,7 @@ export * from './datasets.ts';
 export * from './models.ts';
 export * from './runs.ts';
 export * from './system.ts';
+export * from './wire.ts';
 
 export const methods = {
   ...modelsMethods,
@@ -46,25 +47,6 @@ export function isMethodName(name: string): name is MethodName {
 }
 export function isEventName(name: string): name is EventName {
   return Object.hasOwn(events, name);
-}
-
-/**
- * Wire format shared by every transport (WebSocket, Electron IPC, in-memory):
- *   request  { id, method, params }
- *   response { id, result } | { id, error: { code, message } }
- *   event    { event, data }
- */
-export interface WireRequest {
-  id: number;
-  method: string;
-  params: unknown;
-}
-export type WireResponse =
-  | { id: number; result: unknown }
-  | { id: number; error: { code: string; message: string } };
-export interface WireEvent {
-  event: string;
-  data: unknown;
 }
 
 /** What every client (renderer over IPC or WebSocket, tests in memory) offers. */

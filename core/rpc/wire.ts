@@ -1,14 +1,15 @@
 /**
- * The wire format of contract/index.ts (`{ id, method, params }` → `{ id, result }` |
- * `{ id, error }`, events `{ event, data }`) as JSON text, shared by every message transport:
- * the server half (`handleWireRequest`) and a client half (`createWireClient`) that any
- * send/receive pair (WebSocket, in-memory) can drive.
+ * The wire format of contract/wire.ts as JSON text, for the engine's message transports: the
+ * server half (`handleWireRequest`, `encodeEvent`) and the engine-side client (`createWireClient`:
+ * the contract's WireCalls with OvernightError) that any send/receive pair (Node WebSocket,
+ * in-memory) can drive. The renderer's WebSocket client runs the same WireCalls.
  */
 import {
-  isRpcErrorPayload,
+  EventHandlers,
+  isErrorCode,
   OvernightError,
+  WireCalls,
   type EventName,
-  type EventPayload,
   type MethodInput,
   type MethodName,
   type MethodOutput,
@@ -57,82 +58,42 @@ export interface WireClient {
   client: RpcClient;
   /** Feed one message text received from the server. */
   receive(text: string): void;
-  /** Reject every pending call (the connection is gone). */
+  /** Reject every pending call (the connection is gone), and every later one. */
   failAll(err: OvernightError): void;
 }
 
-/** Client half: turns `call`/`on` into messages through `send`, and matches replies by id. */
+/** Client half: contract/wire.ts's WireCalls over `send`, with OvernightError as the error. */
 export function createWireClient(send: (text: string) => void): WireClient {
-  let nextId = 1;
-  const pending = new Map<
-    number,
-    { resolve: (v: unknown) => void; reject: (e: unknown) => void }
-  >();
-  const handlers = new Map<string, Set<(payload: unknown) => void>>();
+  const events = new EventHandlers();
+  const calls = new WireCalls({
+    events,
+    error: (code, message) => new OvernightError(isErrorCode(code) ? code : 'INTERNAL', message),
+  });
   let closedWith: OvernightError | null = null;
-
   const client: RpcClient = {
     call<M extends MethodName>(method: M, params: MethodInput<M>): Promise<MethodOutput<M>> {
       if (closedWith) return Promise.reject(closedWith);
-      const id = nextId++;
-      return new Promise((resolve, reject) => {
-        pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-        try {
-          send(JSON.stringify({ id, method, params }));
-        } catch (err) {
-          pending.delete(id);
-          reject(
-            err instanceof OvernightError
-              ? err
-              : new OvernightError('INTERNAL', `could not send ${method}: ${String(err)}`),
-          );
-        }
-      });
+      const { id, text, result } = calls.start(method, params);
+      try {
+        send(text);
+      } catch (err) {
+        calls.fail(
+          id,
+          err instanceof OvernightError
+            ? err
+            : new OvernightError('INTERNAL', `could not send ${method}: ${String(err)}`),
+        );
+      }
+      return result as Promise<MethodOutput<M>>;
     },
-    on<E extends EventName>(event: E, handler: (payload: EventPayload<E>) => void): () => void {
-      let set = handlers.get(event);
-      if (!set) handlers.set(event, (set = new Set()));
-      const h = handler as (payload: unknown) => void;
-      set.add(h);
-      return () => set.delete(h);
-    },
+    on: (event, handler) => events.add(event, handler),
   };
-
   return {
     client,
-    receive(text) {
-      let msg: Record<string, unknown>;
-      try {
-        msg = JSON.parse(text) as Record<string, unknown>;
-      } catch {
-        return;
-      }
-      if (typeof msg.event === 'string') {
-        for (const h of [...(handlers.get(msg.event) ?? [])]) h(msg.data);
-        return;
-      }
-      if (typeof msg.id !== 'number') return;
-      const p = pending.get(msg.id);
-      if (!p) return;
-      pending.delete(msg.id);
-      if ('error' in msg) {
-        const e = msg.error;
-        p.reject(
-          isRpcErrorPayload(e)
-            ? new OvernightError(e.code, e.message)
-            : new OvernightError(
-                'INTERNAL',
-                `malformed error from the engine: ${JSON.stringify(e)}`,
-              ),
-        );
-      } else {
-        p.resolve(msg.result);
-      }
-    },
+    receive: (text) => calls.receive(text),
     failAll(err) {
       closedWith = err;
-      for (const p of pending.values()) p.reject(err);
-      pending.clear();
+      calls.failAll(() => err);
     },
   };
 }

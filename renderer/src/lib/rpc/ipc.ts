@@ -4,21 +4,22 @@
  * Main checks the sender of every call; here we only unwrap and validate.
  */
 import type { OvernightBridge } from '../../../../contract/bridge.ts';
-import type {
-  EventName,
-  EventPayload,
-  MethodInput,
-  MethodName,
-  MethodOutput,
-  RpcClient,
+import {
+  EventHandlers,
+  wireError,
+  type EventName,
+  type EventPayload,
+  type MethodInput,
+  type MethodName,
+  type MethodOutput,
+  type RpcClient,
 } from '../../../../contract/index.ts';
-import { EventHandlers } from './emitter.ts';
 import { RpcError } from './errors.ts';
-import { parseResult } from './validate.ts';
+import { parseEvent, parseResult } from './validate.ts';
 
 export class IpcRpcClient implements RpcClient {
   readonly #bridge: OvernightBridge;
-  readonly #events = new EventHandlers();
+  readonly #events = new EventHandlers(parseEvent);
   readonly #subscribed = new Set<EventName>();
 
   constructor(bridge: OvernightBridge) {
@@ -33,12 +34,10 @@ export class IpcRpcClient implements RpcClient {
         `The Electron preload does not expose ${method}; rebuild the app.`,
       );
     }
-    const response = (await fn(params)) as {
-      result?: unknown;
-      error?: { code: string; message: string };
-    };
+    const response = (await fn(params)) as { result?: unknown; error?: unknown };
     if (response && typeof response === 'object' && response.error) {
-      throw RpcError.fromPayload(response.error);
+      const { code, message } = wireError(response.error);
+      throw new RpcError(code, message);
     }
     if (!response || typeof response !== 'object' || !('result' in response)) {
       throw new RpcError('BAD_RESPONSE', `The answer to ${method} has neither result nor error.`);

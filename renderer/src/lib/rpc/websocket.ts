@@ -1,6 +1,7 @@
 /**
- * RpcClient over a WebSocket (web mode: `overnight serve`). One socket; requests are matched to
- * responses by id; events are `{ event, data }` frames.
+ * RpcClient over a WebSocket (web mode: `overnight serve`). One socket; the protocol (request
+ * ids, matching answers, event frames, the error an answer becomes) is contract/wire.ts's
+ * WireCalls, the same code the engine's own clients run; this file adds only the connection.
  *
  * Lifecycle: connecting -> open -> (lost) -> offline -> connecting -> ... with exponential backoff.
  * Calls made while connecting wait for the socket; calls made while offline fail at once; calls in
@@ -11,19 +12,19 @@
  * engine is up and refused us (our token is wrong or stale: it changes every time `overnight
  * serve` starts); if it does not, the engine is down and we retry.
  */
-import type {
-  EventName,
-  EventPayload,
-  MethodInput,
-  MethodName,
-  MethodOutput,
-  RpcClient,
-  WireRequest,
+import {
+  EventHandlers,
+  WireCalls,
+  type EventName,
+  type EventPayload,
+  type MethodInput,
+  type MethodName,
+  type MethodOutput,
+  type RpcClient,
 } from '../../../../contract/index.ts';
-import { EventHandlers } from './emitter.ts';
 import { RpcError } from './errors.ts';
 import type { ConnectionStatus, StatusListener } from './status.ts';
-import { parseResult } from './validate.ts';
+import { parseEvent, parseResult } from './validate.ts';
 
 /** Close codes a server uses to say "your token is wrong". 4401 mirrors HTTP 401; 1008 is policy violation. */
 const UNAUTHORIZED_CLOSE_CODES = new Set([4401, 4403, 1008]);
@@ -60,10 +61,11 @@ export interface WebSocketClientOptions {
   onStatus?: StatusListener;
 }
 
-interface Pending {
+/** A call started while the socket was not open yet. */
+interface Queued {
+  id: number;
   method: MethodName;
-  resolve: (value: unknown) => void;
-  reject: (err: RpcError) => void;
+  text: string;
 }
 
 const OPEN = 1;
@@ -87,13 +89,15 @@ export class WebSocketRpcClient implements RpcClient {
   #socket: SocketLike | null = null;
   #status: ConnectionStatus = { state: 'connecting', attempt: 1 };
   #attempt = 0;
-  #nextId = 1;
-  /** Sent, awaiting an answer. */
-  #inFlight = new Map<number, Pending>();
-  /** Waiting for the socket to open. */
-  #queued: { request: WireRequest; pending: Pending }[] = [];
+  #events = new EventHandlers(parseEvent);
+  /** Every call awaiting an answer, sent or queued. */
+  #calls = new WireCalls({
+    events: this.#events,
+    error: (code, message) => new RpcError(code, message),
+  });
+  /** Started, waiting for the socket to open. */
+  #queued: Queued[] = [];
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
-  #events = new EventHandlers();
 
   constructor(options: WebSocketClientOptions) {
     this.#opts = {
@@ -114,12 +118,10 @@ export class WebSocketRpcClient implements RpcClient {
     if (s === 'unauthorized' || s === 'closed' || s === 'offline') {
       return Promise.reject(this.#notConnectedError(method));
     }
-    return new Promise<unknown>((resolve, reject) => {
-      const request: WireRequest = { id: this.#nextId++, method, params };
-      const pending: Pending = { method, resolve, reject };
-      if (this.#socket && this.#socket.readyState === OPEN) this.#send(request, pending);
-      else this.#queued.push({ request, pending });
-    }).then((result) => parseResult(method, result));
+    const { id, text, result } = this.#calls.start(method, params);
+    if (this.#socket && this.#socket.readyState === OPEN) this.#send({ id, method, text });
+    else this.#queued.push({ id, method, text });
+    return result.then((r) => parseResult(method, r));
   }
 
   on<E extends EventName>(event: E, handler: (payload: EventPayload<E>) => void): () => void {
@@ -167,9 +169,9 @@ export class WebSocketRpcClient implements RpcClient {
       this.#setStatus({ state: 'open' });
       const queued = this.#queued;
       this.#queued = [];
-      for (const { request, pending } of queued) this.#send(request, pending);
+      for (const call of queued) this.#send(call);
     };
-    socket.onmessage = (ev) => this.#onMessage(ev.data);
+    socket.onmessage = (ev) => this.#calls.receive(String(ev.data));
     socket.onerror = () => {
       /* onclose follows and carries the details */
     };
@@ -222,57 +224,20 @@ export class WebSocketRpcClient implements RpcClient {
     }, delay);
   }
 
-  #send(request: WireRequest, pending: Pending): void {
-    this.#inFlight.set(request.id, pending);
+  #send(call: Queued): void {
     try {
-      this.#socket!.send(JSON.stringify(request));
+      this.#socket!.send(call.text);
     } catch (err) {
-      this.#inFlight.delete(request.id);
-      pending.reject(
-        new RpcError('DISCONNECTED', `Could not send ${request.method}: ${String(err)}`),
+      this.#calls.fail(
+        call.id,
+        new RpcError('DISCONNECTED', `Could not send ${call.method}: ${String(err)}`),
       );
     }
   }
 
-  #onMessage(raw: unknown): void {
-    let msg: unknown;
-    try {
-      msg = JSON.parse(String(raw));
-    } catch {
-      console.warn('Ignoring a non-JSON frame from the engine');
-      return;
-    }
-    if (typeof msg !== 'object' || msg === null) return;
-    const m = msg as Record<string, unknown>;
-    if (typeof m.id === 'number') {
-      const pending = this.#inFlight.get(m.id);
-      if (!pending) return;
-      this.#inFlight.delete(m.id);
-      const error = m.error as { code?: unknown; message?: unknown } | undefined;
-      if (error && typeof error === 'object') {
-        pending.reject(
-          RpcError.fromPayload({ code: String(error.code), message: String(error.message ?? '') }),
-        );
-      } else if ('result' in m) {
-        pending.resolve(m.result);
-      } else {
-        pending.reject(
-          new RpcError(
-            'BAD_RESPONSE',
-            `The engine's answer to ${pending.method} has neither result nor error.`,
-          ),
-        );
-      }
-      return;
-    }
-    if (typeof m.event === 'string') this.#events.deliver(m.event, m.data);
-  }
-
   #failAll(code: RpcError['code'], message: string): void {
-    const all = [...this.#inFlight.values(), ...this.#queued.map((q) => q.pending)];
-    this.#inFlight.clear();
     this.#queued = [];
-    for (const p of all) p.reject(new RpcError(code, `${p.method}: ${message}`));
+    this.#calls.failAll((method) => new RpcError(code, `${method}: ${message}`));
   }
 
   #notConnectedError(method: MethodName): RpcError {
