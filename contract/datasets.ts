@@ -33,6 +33,43 @@ export const fieldMappingSchema = z
   })
   .partial()
   .strict();
+type MappingField = keyof z.infer<typeof fieldMappingSchema>;
+
+/**
+ * The formats, one row each, in the order a shell lists them: the label a person picks, what a
+ * record looks like, and the fields of the mapping the format uses (the engine resolves those;
+ * the import wizard lets the user remap them).
+ */
+export const datasetFormats: Record<
+  DatasetFormatName,
+  { label: string; description: string; fields: readonly MappingField[] }
+> = {
+  openai: {
+    label: 'OpenAI chat (messages: role / content)',
+    description: '`{ messages: [{ role, content }] }` with system / user / assistant',
+    fields: ['messages', 'role', 'content'],
+  },
+  sharegpt: {
+    label: 'ShareGPT (conversations: from / value)',
+    description: '`{ conversations: [{ from, value }] }` with human / gpt / system',
+    fields: ['conversations', 'from', 'value'],
+  },
+  alpaca: {
+    label: 'Alpaca (instruction / input / output)',
+    description: '`{ instruction, input?, output, system? }`',
+    fields: ['instruction', 'input', 'output', 'system'],
+  },
+  completion: {
+    label: 'Prompt / completion pairs',
+    description: '`{ prompt, completion }` (one user turn, one assistant turn)',
+    fields: ['prompt', 'completion', 'system'],
+  },
+  text: {
+    label: 'Raw text (continued pre-training: every token trained)',
+    description: 'raw text (`{ text }` rows, or a .txt / .md file): every token trained',
+    fields: ['text'],
+  },
+};
 
 export const datasetProblemSchema = z.object({
   code: z.string(),

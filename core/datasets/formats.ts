@@ -3,6 +3,7 @@
  * source row into a record `{ messages }` or `{ text }` with every problem it has. Pure
  * functions over JSON values; the file readers and the import pipeline sit around them.
  */
+import { datasetFormats } from '../../contract/index.ts';
 import type {
   DatasetFormat,
   FieldMapping,
@@ -42,14 +43,6 @@ const roleNames: Record<'openai' | 'sharegpt', Record<string, Role>> = {
     user: 'user',
     assistant: 'assistant',
   },
-};
-
-export const formatLabels: Record<DatasetFormat, string> = {
-  openai: 'OpenAI chat (messages: role/content)',
-  sharegpt: 'ShareGPT (conversations: from/value)',
-  alpaca: 'Alpaca (instruction/input/output)',
-  completion: 'Prompt/completion pairs',
-  text: 'Raw text (continued pre-training)',
 };
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -174,17 +167,7 @@ export function resolveMapping(
   user: FieldMapping = {},
 ): FieldMapping {
   const out: FieldMapping = {};
-  const keys: (keyof FieldMapping)[] =
-    format === 'openai'
-      ? ['messages', 'role', 'content']
-      : format === 'sharegpt'
-        ? ['conversations', 'from', 'value']
-        : format === 'alpaca'
-          ? ['instruction', 'input', 'output', 'system']
-          : format === 'completion'
-            ? ['prompt', 'completion', 'system']
-            : ['text'];
-  for (const k of keys) {
+  for (const k of datasetFormats[format].fields) {
     const v = user[k] ?? aliases[k].find((a) => a in row);
     if (v !== undefined) out[k] = v;
   }

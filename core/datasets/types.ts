@@ -3,6 +3,7 @@
  * while reading or validating, the formats we recognise and the field mapping that turns a
  * source row into a record. Plain data only (JSON-safe), so the contract can mirror it.
  */
+import type { DatasetFormatName } from '../../contract/index.ts';
 
 export type Role = 'system' | 'user' | 'assistant';
 export interface Message {
@@ -13,15 +14,8 @@ export interface Message {
 /** A normalised record: a conversation, or raw text for continued pre-training. */
 export type NormalizedRecord = { messages: Message[] } | { text: string };
 
-export const datasetFormats = ['openai', 'sharegpt', 'alpaca', 'completion', 'text'] as const;
-/**
- * - openai:     `{ messages: [{ role, content }] }` with system / user / assistant
- * - sharegpt:   `{ conversations: [{ from, value }] }` with human / gpt / system
- * - alpaca:     `{ instruction, input?, output, system? }`
- * - completion: `{ prompt, completion }` (one user turn, one assistant turn)
- * - text:       raw text (`{ text }` rows, or a .txt / .md file): every token trained
- */
-export type DatasetFormat = (typeof datasetFormats)[number];
+/** The formats: contract/datasets.ts's `datasetFormats` table (labels, descriptions, fields). */
+export type DatasetFormat = DatasetFormatName;
 
 export const fileKinds = ['jsonl', 'json', 'csv', 'tsv', 'parquet', 'text'] as const;
 export type FileKind = (typeof fileKinds)[number];

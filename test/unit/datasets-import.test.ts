@@ -7,6 +7,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parquetWriteBuffer } from 'hyparquet-writer';
+import { datasetFormats } from '../../contract/datasets.ts';
 import { OvernightError } from '../../contract/errors.ts';
 import { importDataset, inspectDataset, type InspectResult } from '../../core/datasets/import.ts';
 import { loadStoredRecords } from '../../core/datasets/records.ts';
@@ -424,6 +425,22 @@ describe('import and storage', () => {
       ],
     });
     assert.throws(() => parseMapping('nonsense=x'), /unknown field "nonsense"/);
+  });
+
+  test("detection maps exactly the contract's fields for the format (the wizard's mapping rows)", async () => {
+    const p = write(
+      'alpaca.jsonl',
+      JSON.stringify({ instruction: 'Add', context: '1 and 2', response: '3', system: 'Be brief' }),
+    );
+    const r = await inspectDataset({ path: p });
+    assert.equal(r.detection.format, 'alpaca');
+    assert.deepEqual(r.detection.mapping, {
+      instruction: 'instruction',
+      input: 'context',
+      output: 'response',
+      system: 'system',
+    });
+    assert.deepEqual(Object.keys(r.detection.mapping), datasetFormats.alpaca.fields);
   });
 });
 
