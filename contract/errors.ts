@@ -38,3 +38,34 @@ export class OvernightError extends Error {
     return { code: this.code, message: this.message };
   }
 }
+
+/** What a failed zod parse reports (structurally, so this file needs no zod at run time). */
+export interface IssueList {
+  issues: readonly { path: readonly PropertyKey[]; message: string }[];
+}
+
+/** `a.b[2]` style path for messages. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out ? `.${String(p)}` : String(p);
+  }
+  return out;
+}
+
+/**
+ * One line per failing field and what was expected, e.g. `path: expected string, received
+ * number`; a failure of the whole value is named `root`.
+ */
+export function zodIssueLines(error: IssueList, root: string): string[] {
+  return error.issues.map((issue) => {
+    const where = issue.path.length ? formatPath(issue.path) : root;
+    return `${where}: ${issue.message.replace(/^Invalid input: /, '')}`;
+  });
+}
+
+/** The lines of `zodIssueLines` as one line, for an error message. */
+export function formatZodError(error: IssueList, root = 'params'): string {
+  return zodIssueLines(error, root).join('; ');
+}

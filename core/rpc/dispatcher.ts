@@ -5,6 +5,7 @@
  * `{ code, message }` error. It never throws and never leaks a stack trace.
  */
 import {
+  formatZodError,
   isMethodName,
   methods,
   OvernightError,
@@ -13,7 +14,7 @@ import {
   type MethodOutput,
   type RpcErrorPayload,
 } from '../../contract/index.ts';
-import { formatZodError, toErrorPayload } from './errors.ts';
+import { toErrorPayload } from './errors.ts';
 import type { CallContext, Handler, Handlers } from './handlers.ts';
 
 export type DispatchResult = { ok: true; result: unknown } | { ok: false; error: RpcErrorPayload };

@@ -3,8 +3,13 @@
  * Payloads are validated against the contract in dev/test (NODE_ENV !== 'production'), so a
  * domain that emits a wrong shape fails loudly in tests instead of confusing a shell.
  */
-import { events, OvernightError, type EventName, type EventPayload } from '../../contract/index.ts';
-import { formatZodError } from './errors.ts';
+import {
+  events,
+  formatZodError,
+  OvernightError,
+  type EventName,
+  type EventPayload,
+} from '../../contract/index.ts';
 
 export type AnyEventListener = (event: EventName, data: unknown) => void;
 

@@ -8,6 +8,7 @@
 import {
   OvernightError,
   runConfigSchema,
+  zodIssueLines,
   type ModelInfo,
   type RunConfig,
 } from '../../contract/index.ts';
@@ -34,9 +35,7 @@ const looksLikePath = (s: string) => s.includes('/') || s.includes('\\') || /\.[
 export function parseConfig(raw: unknown): RunConfig {
   const r = runConfigSchema.safeParse(raw);
   if (r.success) return r.data;
-  const lines = r.error.issues.map((i) =>
-    i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message,
-  );
+  const lines = zodIssueLines(r.error, 'config');
   throw new OvernightError('INVALID_INPUT', `the run config is not valid:\n${lines.join('\n')}`);
 }
 

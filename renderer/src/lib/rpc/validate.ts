@@ -4,30 +4,27 @@
  */
 import {
   events,
+  formatZodError,
   methods,
   isEventName,
   type EventName,
+  type IssueList,
   type EventPayload,
   type MethodName,
   type MethodOutput,
 } from '../../../../contract/index.ts';
 import { RpcError } from './errors.ts';
 
-function describeIssues(
-  issues: readonly { path: readonly PropertyKey[]; message: string }[],
-): string {
-  return issues
-    .slice(0, 3)
-    .map((i) => `${i.path.length ? i.path.map(String).join('.') : '(root)'}: ${i.message}`)
-    .join('; ');
-}
+/** At most three fields named: enough to find the mismatch, short enough to show. */
+const describeIssues = (error: IssueList, root: string) =>
+  formatZodError({ issues: error.issues.slice(0, 3) }, root);
 
 export function parseResult<M extends MethodName>(method: M, result: unknown): MethodOutput<M> {
   const parsed = methods[method].output.safeParse(result);
   if (!parsed.success) {
     throw new RpcError(
       'BAD_RESPONSE',
-      `The engine's answer to ${method} does not match the contract (${describeIssues(parsed.error.issues)}).`,
+      `The engine's answer to ${method} does not match the contract (${describeIssues(parsed.error, 'result')}).`,
     );
   }
   return parsed.data as MethodOutput<M>;
@@ -44,7 +41,7 @@ export function parseEvent(
   }
   const parsed = events[event].payload.safeParse(data);
   if (!parsed.success) {
-    console.warn(`Ignoring malformed "${event}" event: ${describeIssues(parsed.error.issues)}`);
+    console.warn(`Ignoring malformed "${event}" event: ${describeIssues(parsed.error, 'payload')}`);
     return undefined;
   }
   return { event, data: parsed.data };
