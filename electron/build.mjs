@@ -1,22 +1,34 @@
-// Bundles the Electron main process and preload with esbuild into dist/electron/.
-//   main.ts    -> dist/electron/main.js     ESM (package.json "type": "module"; Electron >= 28
-//                                            loads an ESM main). node_modules stay external:
-//                                            native modules (better-sqlite3, node-llama-cpp)
-//                                            must be loaded from disk, not inlined.
-//   preload.ts -> dist/electron/preload.cjs CommonJS, everything inlined: a sandboxed preload
-//                                            cannot import ESM nor require anything but
-//                                            'electron' and a few built-ins. The contract's
-//                                            method and event names are read from contract/ at
-//                                            build time and inlined (__CONTRACT_NAMES__), so the
-//                                            preload carries no schemas (a few KB, not zod).
+// The one build of everything the app runs from dist/ (no TypeScript sources, no tsx at run time):
+//   electron/main.ts       -> dist/electron/main.js     ESM (package.json "type": "module"; Electron
+//                                                     >= 28 loads an ESM main). node_modules stay
+//                                                     external: native modules (better-sqlite3,
+//                                                     node-llama-cpp) must be loaded from disk.
+//   electron/preload.ts    -> dist/electron/preload.cjs CommonJS, everything inlined: a sandboxed
+//                                                     preload cannot import ESM nor require anything
+//                                                     but 'electron' and a few built-ins. The
+//                                                     contract's method and event names are read
+//                                                     from contract/ at build time and inlined
+//                                                     (__CONTRACT_NAMES__), so the preload carries no
+//                                                     schemas (a few KB, not zod).
+//   core/training/worker.ts -> dist/training/worker.js ESM, node_modules external: the training
+//                                                     child process (core/training/trainer-process.ts
+//                                                     forks it). From source it runs through tsx.
+// The renderer is built by vite into dist/renderer (`npm run build` runs both).
+//
+// Which worker the engine forks: every Node bundle gets a banner line defining
+// `__OVERNIGHT_WORKER_URL__` (the bundled worker's URL, relative to the bundle's own URL);
+// trainer-process.ts forks that file with plain Node when the constant exists, and worker.ts
+// through tsx when it runs from source (where the constant is undefined).
 //
 // import.meta.url: engine modules find files relative to themselves (core/version.ts reads
 // ../package.json; native/ts/binding.ts loads ../build/Release/overnight_native.node). Bundled,
-// they would all share main.js's URL, so the `keepModuleUrls` plugin rewrites each module's
-// `import.meta.url` to its source file's URL, derived from main.js's at run time. The packaged
-// app keeps those targets (package.json, native/build/Release/*.node) at the same relative places.
+// they would all share the bundle's URL, so the `keepModuleUrls` plugin rewrites each module's
+// `import.meta.url` to its source file's URL, derived from the bundle's at run time. The packaged
+// app keeps those targets (package.json, native/build/Release/*.node) at the same relative places
+// (build/electron-builder.yml "files"); test/integration/built-layout.test.ts trains from a copy
+// of exactly those files.
 //
-// Usage: `node electron/build.mjs` or `import { buildElectron } from './electron/build.mjs'`.
+// Usage: `node electron/build.mjs [--minify]` or `import { buildElectron } from './electron/build.mjs'`.
 import { build } from 'esbuild';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
@@ -26,12 +38,17 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 // Electron 45 runs Node 22 and Chromium 140.
 const nodeTarget = 'node22';
 
-const outDir = join(root, 'dist', 'electron');
+/** The bundled training worker, relative to the repository root. */
+export const WORKER_OUT = 'dist/training/worker.js';
 
-/** Rewrites `import.meta.url` in our non-electron sources to the source file's own URL. */
-const keepModuleUrls = {
+/**
+ * Rewrites `import.meta.url` in our non-electron sources to the source file's own URL, as seen
+ * from a bundle written to `outfile` (relative to the root).
+ */
+const keepModuleUrls = (outfile) => ({
   name: 'keep-module-urls',
   setup(b) {
+    const outDir = join(root, dirname(outfile));
     b.onLoad({ filter: /\.(ts|mts|js|mjs)$/ }, async (args) => {
       const rel = relative(root, args.path);
       if (rel.startsWith('..') || rel.startsWith('node_modules') || rel.startsWith('electron'))
@@ -46,7 +63,37 @@ const keepModuleUrls = {
       };
     });
   },
-};
+});
+
+/**
+ * Banner of a Node ESM bundle: a `require` for dependencies' CJS interop (bundled ESM has none)
+ * and the URL of the bundled worker, which trainer-process.ts forks instead of worker.ts + tsx.
+ */
+function nodeBanner(outfile) {
+  const toWorker = relative(dirname(join(root, outfile)), join(root, WORKER_OUT))
+    .split(sep)
+    .join('/');
+  return [
+    "import { createRequire as __createRequire } from 'node:module';",
+    'const require = __createRequire(import.meta.url);',
+    `const __OVERNIGHT_WORKER_URL__ = new URL(${JSON.stringify(toWorker)}, import.meta.url).href;`,
+  ].join(' ');
+}
+
+/** A Node ESM bundle of one of our entry points, node_modules external. */
+function nodeBundle(common, entry, outfile) {
+  return build({
+    ...common,
+    entryPoints: [entry],
+    outfile,
+    platform: 'node',
+    format: 'esm',
+    target: nodeTarget,
+    packages: 'external',
+    plugins: [keepModuleUrls(outfile)],
+    banner: { js: nodeBanner(outfile) },
+  });
+}
 
 /** Method and event names of the contract, by bundling and importing contract/index.ts. */
 async function contractNames() {
@@ -85,20 +132,8 @@ export async function buildElectron({ minify = false } = {}) {
   };
   const names = await contractNames();
   await Promise.all([
-    build({
-      ...common,
-      entryPoints: ['electron/main.ts'],
-      outfile: 'dist/electron/main.js',
-      platform: 'node',
-      format: 'esm',
-      target: nodeTarget,
-      packages: 'external',
-      plugins: [keepModuleUrls],
-      // Bundled ESM has no require(); some dependencies' CJS interop expects one.
-      banner: {
-        js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
-      },
-    }),
+    nodeBundle(common, 'electron/main.ts', 'dist/electron/main.js'),
+    nodeBundle(common, 'core/training/worker.ts', WORKER_OUT),
     build({
       ...common,
       entryPoints: ['electron/preload.ts'],
@@ -114,5 +149,5 @@ export async function buildElectron({ minify = false } = {}) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   await buildElectron({ minify: process.argv.includes('--minify') });
-  console.log('Built dist/electron/main.js and dist/electron/preload.cjs');
+  console.log(`Built dist/electron/main.js, dist/electron/preload.cjs and ${WORKER_OUT}`);
 }
