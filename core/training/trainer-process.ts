@@ -1,4 +1,5 @@
-// Supervisor side of the training process: forks core/training/worker.ts, sends the job, turns
+// Supervisor side of the training process: forks the worker (core/training/worker.ts through tsx
+// from source, dist/training/worker.js from a bundle: see workerEntry), sends the job, turns
 // its IPC messages into typed events and reports a crash (exit code / signal) as an error event,
 // so a dead training process is never silent.
 //
@@ -27,7 +28,40 @@ function prlimitPath(): string {
   throw new Error('a memory limit for the training process needs prlimit (util-linux): install it');
 }
 
-export const WORKER_PATH = fileURLToPath(new URL('./worker.ts', import.meta.url));
+/**
+ * Defined only inside the bundles electron/build.mjs writes (a banner line): the URL of the
+ * bundled worker, dist/training/worker.js. Undefined when this module runs from source.
+ */
+declare const __OVERNIGHT_WORKER_URL__: string | undefined;
+
+/** How to start the training child: the script to fork and the Node flags it needs. */
+export interface WorkerEntry {
+  path: string;
+  execArgv: string[];
+}
+
+/**
+ * The training child's entry, decided by what is running: from a bundle (dist/, the packaged
+ * app), the bundled worker with plain Node and no loader; from source, worker.ts through tsx
+ * (a dev dependency, absent from the packaged app).
+ */
+export function workerEntry(): WorkerEntry {
+  if (typeof __OVERNIGHT_WORKER_URL__ === 'string') {
+    return { path: fileURLToPath(__OVERNIGHT_WORKER_URL__), execArgv: [] };
+  }
+  return {
+    path: fileURLToPath(new URL('./worker.ts', import.meta.url)),
+    execArgv: ['--import', import.meta.resolve('tsx')],
+  };
+}
+
+/**
+ * Electron's own binary is process.execPath in the app: ELECTRON_RUN_AS_NODE makes the forked
+ * child a plain Node process (the RunAsNode fuse must stay enabled). Nothing in plain Node.
+ */
+const electronAsNode: NodeJS.ProcessEnv = process.versions.electron
+  ? { ELECTRON_RUN_AS_NODE: '1' }
+  : {};
 
 export type FinalEvent = Extract<TrainingEvent, { type: 'done' } | { type: 'error' }>;
 
@@ -84,10 +118,30 @@ export class TrainerProcess extends EventEmitter {
   }
 
   start(job: TrainingJob): void {
-    if (this.child) throw new Error('TrainerProcess.start: already started');
-    const tsx = import.meta.resolve('tsx');
-    const worker = { path: WORKER_PATH, execArgv: ['--import', tsx] };
-    const env = { ...process.env, ...this.opts.env };
+    if (this.child || this.final) throw new Error('TrainerProcess.start: already started');
+    let worker: WorkerEntry;
+    try {
+      worker = workerEntry();
+      if (!existsSync(worker.path)) {
+        throw new Error(`the training worker ${worker.path} is missing (npm run build writes it)`);
+      }
+    } catch (err) {
+      // An incomplete install or build (no bundled worker; no tsx from source): say what is
+      // missing, as a failure not worth retrying, instead of throwing into the supervisor.
+      const e: FinalEvent = {
+        type: 'error',
+        code: 'E_NO_ADDON',
+        message: `cannot start the training process: ${(err as Error).message}`,
+      };
+      this.final = e;
+      setImmediate(() => {
+        this.emit('event', e);
+        this.emit('exit', null, null);
+        this.resolveFinished(e);
+      });
+      return;
+    }
+    const env = { ...process.env, ...electronAsNode, ...this.opts.env };
     const limitText = env.OVERNIGHT_TRAINER_MEMORY_LIMIT;
     const limit = this.opts.memoryLimitBytes ?? (limitText ? parseBytes(limitText) : undefined);
     const cgroup = this.opts.cgroup ?? env.OVERNIGHT_TRAINER_CGROUP;
