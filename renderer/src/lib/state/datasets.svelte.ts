@@ -13,6 +13,7 @@ import type {
 } from '../../../../contract/index.ts';
 import { errorMessage } from '../rpc/index.ts';
 import type { ConnectionState } from './connection.svelte.ts';
+import { load } from './load.ts';
 
 export type FieldMappingInput = Partial<Record<string, string>>;
 type Preview = MethodOutput<'datasets.preview'>;
@@ -204,7 +205,6 @@ export class DatasetsState {
   readonly wizard: ImportWizard;
 
   readonly #conn: ConnectionState;
-  #loadSeq = 0;
   // A cache, not state: each TokenView holds its own reactive fields.
   // eslint-disable-next-line svelte/prefer-svelte-reactivity
   #views = new Map<string, TokenView>();
@@ -231,19 +231,14 @@ export class DatasetsState {
   }
 
   async load(): Promise<void> {
-    const seq = ++this.#loadSeq;
-    this.loading = true;
-    try {
-      const list = await this.#conn.client.call('datasets.list', {});
-      if (seq !== this.#loadSeq) return;
-      this.list = list;
-      this.loaded = true;
-      this.error = null;
-    } catch (err) {
-      if (seq === this.#loadSeq) this.error = errorMessage(err);
-    } finally {
-      if (seq === this.#loadSeq) this.loading = false;
-    }
+    await load(
+      this,
+      () => this.#conn.client.call('datasets.list', {}),
+      (list) => {
+        this.list = list;
+        this.loaded = true;
+      },
+    );
   }
 
   async remove(id: string): Promise<boolean> {

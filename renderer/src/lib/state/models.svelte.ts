@@ -2,6 +2,7 @@
 import type { ModelInfo } from '../../../../contract/index.ts';
 import { RpcError, errorMessage } from '../rpc/index.ts';
 import type { ConnectionState } from './connection.svelte.ts';
+import { load } from './load.ts';
 
 export class ModelsState {
   /** Replaced wholesale on every load, never mutated: $state.raw. */
@@ -15,7 +16,6 @@ export class ModelsState {
   removing: string | null = $state(null);
 
   readonly #conn: ConnectionState;
-  #loadSeq = 0;
 
   constructor(conn: ConnectionState) {
     this.#conn = conn;
@@ -28,19 +28,14 @@ export class ModelsState {
   }
 
   async load(): Promise<void> {
-    const seq = ++this.#loadSeq;
-    this.loading = true;
-    try {
-      const list = await this.#conn.client.call('models.list', {});
-      if (seq !== this.#loadSeq) return; // a newer load superseded this one
-      this.list = list;
-      this.loaded = true;
-      this.error = null;
-    } catch (err) {
-      if (seq === this.#loadSeq) this.error = errorMessage(err);
-    } finally {
-      if (seq === this.#loadSeq) this.loading = false;
-    }
+    await load(
+      this,
+      () => this.#conn.client.call('models.list', {}),
+      (list) => {
+        this.list = list;
+        this.loaded = true;
+      },
+    );
   }
 
   /** Adds a .gguf by path; returns the model, or null with `addError` set. */

@@ -1,7 +1,7 @@
 /** What the engine's machine offers: loaded on demand (the System page) and on reconnect. */
 import type { SystemInfo } from '../../../../contract/index.ts';
-import { errorMessage } from '../rpc/index.ts';
 import type { ConnectionState } from './connection.svelte.ts';
+import { load } from './load.ts';
 
 export class SystemState {
   info: SystemInfo | null = $state.raw(null);
@@ -15,14 +15,10 @@ export class SystemState {
   }
 
   async load(): Promise<void> {
-    this.loading = true;
-    try {
-      this.info = await this.#conn.client.call('system.info', {});
-      this.error = null;
-    } catch (err) {
-      this.error = errorMessage(err);
-    } finally {
-      this.loading = false;
-    }
+    await load(
+      this,
+      () => this.#conn.client.call('system.info', {}),
+      (info) => (this.info = info),
+    );
   }
 }
