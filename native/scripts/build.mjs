@@ -82,8 +82,17 @@ function hashInputs() {
   return h.digest('hex');
 }
 
+// The backends this build has, for core/system/trainer-backends.ts (read without loading the
+// addon); the packaged app ships this file next to the addon (build/electron-builder.yml).
+const buildInfo = join(buildDir, 'build-info.json');
+function writeBuildInfo() {
+  const backends = gpu === 'cpu' ? ['cpu'] : ['cpu', gpu];
+  writeFileSync(buildInfo, JSON.stringify({ backends }) + '\n');
+}
+
 const stamp = hashInputs();
 if (!force && existsSync(output) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) {
+  if (!existsSync(buildInfo)) writeBuildInfo();
   log(`up to date (${output})`);
   process.exit(0);
 }
@@ -130,5 +139,6 @@ if (force || !cacheExists || !existsSync(stampFile) || readFileSync(stampFile, '
 log(`building with ${jobs} jobs (a full CPU build takes several minutes on 2 cores)`);
 run('cmake', ['--build', buildDir, '--config', 'Release', '--target', 'overnight_native', '-j', String(jobs)]);
 if (!existsSync(output)) fail(`build finished but ${output} is missing`);
+writeBuildInfo();
 writeFileSync(stampFile, stamp);
 log(`built ${output}`);

@@ -32,6 +32,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 // @ts-expect-error: plain .mjs build script without types
 import { buildElectron } from '../../electron/build.mjs';
+import { trainerBackends } from '../../core/system/trainer-backends.ts';
 import { tinyModel } from '../fixtures/tiny-model.ts';
 
 const root = resolve(import.meta.dirname, '..', '..');
@@ -251,8 +252,14 @@ describe('the built layout (what electron-builder packages) trains', { timeout: 
       checkpoints: number;
       metricSteps: number[];
       eventSteps: number[];
+      trainerBackends: string[];
       quitPrevented: boolean;
     };
+    assert.deepEqual(
+      report.trainerBackends,
+      trainerBackends(),
+      'the app reports the backends the native build has (native/build/build-info.json ships)',
+    );
     assert.equal(
       report.run.state,
       'completed',

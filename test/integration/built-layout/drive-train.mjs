@@ -35,6 +35,7 @@ const call = async (method, params) => {
   return r.result;
 };
 
+const system = await call('system.info', {});
 const created = await call('runs.create', { config, name: 'built layout' });
 const terminal = new Set(['completed', 'failed', 'cancelled', 'interrupted', 'paused']);
 let detail;
@@ -58,6 +59,7 @@ await until(() => state.quitCalls > 0, 30_000, 'the engine to close');
 
 process.stdout.write(
   JSON.stringify({
+    trainerBackends: system.trainerBackends,
     run: detail.run,
     checkpoints: detail.checkpoints.length,
     metricSteps: metrics.map((m) => m.step),
