@@ -28,6 +28,13 @@ export const lrSchedules = ['constant', 'linear', 'cosine'] as const;
 export const trainBackends = ['auto', 'cpu', 'cuda', 'vulkan', 'metal'] as const;
 export const presetIds = ['quick', 'balanced', 'thorough'] as const;
 export type PresetId = (typeof presetIds)[number];
+/**
+ * Every value `preset` can hold: a preset, or "custom" (the app writes it once a field of a
+ * preset is changed). Every shell accepts each of them, so a config the app wrote (a clone, the
+ * last-used config, `runs show --json`) works unchanged in `overnight train --config`.
+ */
+export const presetChoices = [...presetIds, 'custom'] as const;
+export type PresetChoice = (typeof presetChoices)[number];
 
 const int = (what: string) =>
   z.number({ error: `${what} must be a number` }).int(`${what} must be a whole number`);
@@ -58,7 +65,7 @@ export const runConfigFields = z
     model: z.string().min(1, 'model is required: a model id or a path to a .gguf file'),
     /** Dataset id, or a path to a dataset file (the engine imports it). */
     dataset: z.string().min(1, 'dataset is required: a dataset id or a path to a dataset file'),
-    preset: z.enum([...presetIds, 'custom']).default('balanced'),
+    preset: z.enum(presetChoices).default('balanced'),
 
     // LoRA
     loraRank: int('loraRank')
@@ -278,8 +285,11 @@ export const presets: readonly Preset[] = [
   },
 ];
 
-/** The config a preset gives for a model + dataset, with the user's own fields on top. */
-export function presetConfig(id: PresetId, fields: RunConfigInput): RunConfigInput {
+/**
+ * The config a preset gives for a model + dataset, with the user's own fields on top. "custom"
+ * applies no preset: the fields (with the schema's defaults) are the whole config.
+ */
+export function presetConfig(id: PresetChoice, fields: RunConfigInput): RunConfigInput {
   const p = presets.find((x) => x.id === id);
   return { ...(p?.config ?? {}), ...fields };
 }

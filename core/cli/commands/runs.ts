@@ -6,9 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import {
+  presetChoices,
   presetConfig,
-  presetIds,
-  type PresetId,
+  type PresetChoice,
   type Run,
   type RunMetric,
 } from '../../../contract/index.ts';
@@ -156,7 +156,7 @@ export const runsCommands: CliCommand[] = [
       name: { type: 'string' },
     },
     summary:
-      'Train a LoRA adapter: --model <id|path> --dataset <id|path> [--preset quick|balanced|thorough] [--config run.json].',
+      'Train a LoRA adapter: --model <id|path> --dataset <id|path> [--preset quick|balanced|thorough|custom] [--config run.json] (a config the app wrote works as is).',
     async run(ctx, _args, v) {
       let fromFile: Record<string, unknown> = {};
       if (typeof v.config === 'string') {
@@ -167,15 +167,19 @@ export const runsCommands: CliCommand[] = [
         }
       }
       const preset = (v.preset ?? fromFile.preset ?? 'balanced') as string;
-      if (!(presetIds as readonly string[]).includes(preset)) {
-        throw new UsageError(`--preset must be one of ${presetIds.join(', ')} (got "${preset}")`);
+      // Every value the config schema allows, "custom" included (a config the app wrote).
+      if (!(presetChoices as readonly string[]).includes(preset)) {
+        const where = typeof v.preset === 'string' ? '--preset' : `"preset" in ${v.config}`;
+        throw new UsageError(
+          `${where} must be one of ${presetChoices.join(', ')} (got "${preset}")`,
+        );
       }
       const fields = { ...fromFile, preset } as Record<string, unknown>;
       if (typeof v.model === 'string') fields.model = v.model;
       if (typeof v.dataset === 'string') fields.dataset = v.dataset;
       if (!fields.model || !fields.dataset)
         throw new UsageError('give --model and --dataset (or both in --config)');
-      const config = presetConfig(preset as PresetId, fields as never);
+      const config = presetConfig(preset as PresetChoice, fields as never);
       ctx.engine().runs.start();
       const run = await ctx.call('runs.create', {
         config,
