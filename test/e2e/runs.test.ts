@@ -1,7 +1,7 @@
 /**
  * Runs end to end: in Chromium against the real engine in web mode, create a run from the
- * New-run page, watch the loss chart gain points, see a probe sample, the run completes and
- * its adapter file exists. The REAL training process trains a tiny generated model.
+ * New-run page (with the optimizer's advanced settings), watch the loss and gradient-norm charts
+ * gain points, see a probe sample, the run completes and its adapter file exists. The REAL training process trains a tiny generated model.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -57,6 +57,9 @@ describe('runs pages (web mode, real engine, real trainer)', { timeout: 600_000 
     await page.getByTestId('f-maxSteps').fill('80');
     await page.getByTestId('f-evalInterval').fill('10');
     await page.getByTestId('f-sequenceLength').fill('64');
+    // The optimizer settings of the advanced section reach the run.
+    await page.getByTestId('f-gradClipNorm').fill('0.5');
+    await page.getByTestId('f-weightDecay').fill('0.01');
     await page.getByTestId('run-probes').fill('Say 7');
 
     await page.getByTestId('run-estimate').click();
@@ -81,6 +84,13 @@ describe('runs pages (web mode, real engine, real trainer)', { timeout: 600_000 
     const early = await points();
     await until((n) => n > early);
     assert.ok((await points()) > early, 'the chart gains points while the run trains');
+    const gradChart = page.getByTestId('grad-norm-chart');
+    const gradPoints = async () => Number(await gradChart.getAttribute('data-points'));
+    assert.ok((await gradPoints()) > 0, 'the gradient-norm chart has points while the run trains');
+    assert.equal(
+      await page.getByTestId('grad-clip').innerText(),
+      'clipped to 0.5 before each update',
+    );
 
     // Close and reopen the page mid-run: the backfill by step plus live events lose nothing.
     assert.equal(
@@ -100,6 +110,16 @@ describe('runs pages (web mode, real engine, real trainer)', { timeout: 600_000 
     assert.match(await page.getByTestId('run-step').innerText(), /^80 \/ 80$/);
     // raw + smoothed train loss (80 points each) + validation loss at steps 10, 20, ..., 80
     await until((n) => n === 168, 10_000);
+    // one gradient norm per step
+    for (const t0 = Date.now(); (await gradPoints()) !== 80;) {
+      if (Date.now() - t0 > 10_000)
+        throw new Error(`the gradient-norm chart has ${await gradPoints()} points, not 80`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const runId = page.url().split('/').at(-1)!;
+    const { run: shown } = await call('runs.show', { id: runId });
+    assert.equal(shown.config.gradClipNorm, 0.5);
+    assert.equal(shown.config.weightDecay, 0.01);
     const adapter = (await page.getByTestId('run-adapter').innerText()).trim();
     assert.ok(existsSync(adapter), `the adapter ${adapter} exists`);
     await h.screenshot(page, 'run-live');
