@@ -27,5 +27,9 @@ export const systemInfoSchema = z.object({
 export type SystemInfo = z.infer<typeof systemInfoSchema>;
 
 export const systemMethods = {
-  'system.info': method(z.object({}), systemInfoSchema, 'Backends, GPUs and memory of the engine machine.'),
+  'system.info': method(
+    z.object({}),
+    systemInfoSchema,
+    'Backends, GPUs and memory of the engine machine.',
+  ),
 } as const;

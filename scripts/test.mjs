@@ -9,7 +9,15 @@ import { readdirSync, statSync, existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-const skipDirs = new Set(['node_modules', 'dist', 'build', 'llama.cpp', '.cache', 'artifacts', '.git']);
+const skipDirs = new Set([
+  'node_modules',
+  'dist',
+  'build',
+  'llama.cpp',
+  '.cache',
+  'artifacts',
+  '.git',
+]);
 
 function findTests(dir, out = []) {
   if (!existsSync(dir)) return out;
@@ -24,7 +32,9 @@ function findTests(dir, out = []) {
 
 const tiers = {
   unit: () => [
-    ...['contract', 'core', 'native/ts', 'test/unit', 'test/fixtures', 'renderer/src/lib'].flatMap((d) => findTests(join(root, d))),
+    ...['contract', 'core', 'native/ts', 'test/unit', 'test/fixtures', 'renderer/src/lib'].flatMap(
+      (d) => findTests(join(root, d)),
+    ),
   ],
   native: () => findTests(join(root, 'test/native')),
   integration: () => findTests(join(root, 'test/integration')),
@@ -48,7 +58,8 @@ function runTier(tier) {
   }
   const serial = tier !== 'unit';
   return run('node', [
-    '--import', 'tsx',
+    '--import',
+    'tsx',
     '--test',
     '--test-reporter=spec',
     ...(serial ? ['--test-concurrency=1'] : []),
@@ -57,7 +68,10 @@ function runTier(tier) {
 }
 
 const wanted = process.argv[2] ?? 'all';
-const order = wanted === 'all' ? ['typecheck', 'lint', 'format', 'unit', 'native', 'integration', 'e2e'] : [wanted];
+const order =
+  wanted === 'all'
+    ? ['typecheck', 'lint', 'format', 'unit', 'native', 'integration', 'e2e']
+    : [wanted];
 let failed = [];
 for (const t of order) if (runTier(t) !== 0) failed.push(t);
 if (failed.length) {

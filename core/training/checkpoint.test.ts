@@ -12,7 +12,15 @@ const meta = (step: number) => ({
   rngState: 99,
   trainedTokens: 10 * step,
   elapsedMs: 5,
-  match: { modelFingerprint: 'x', rank: 4, alpha: 8, targets: ['attn_q'], seqLen: 16, windowsPerStep: 2, seed: 1 },
+  match: {
+    modelFingerprint: 'x',
+    rank: 4,
+    alpha: 8,
+    targets: ['attn_q'],
+    seqLen: 16,
+    windowsPerStep: 2,
+    seed: 1,
+  },
 });
 
 test('checkpoints round-trip, survive an interrupted write and detect corruption', () => {

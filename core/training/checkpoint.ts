@@ -6,7 +6,16 @@
 // order); meta holds the step, AdamW step count, data cursor, RNG state and what the state must
 // match (model fingerprint, LoRA config, sequence length), plus a sha256 of the state.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, unlinkSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+  unlinkSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { DataCursor } from './schedule.ts';
 
@@ -39,7 +48,11 @@ export class CheckpointError extends Error {
   readonly code = 'E_CHECKPOINT';
 }
 
-export function writeCheckpoint(path: string, meta: Omit<CheckpointMeta, 'stateBytes' | 'stateSha256' | 'version'>, state: Buffer): CheckpointMeta {
+export function writeCheckpoint(
+  path: string,
+  meta: Omit<CheckpointMeta, 'stateBytes' | 'stateSha256' | 'version'>,
+  state: Buffer,
+): CheckpointMeta {
   const full: CheckpointMeta = {
     version: 1,
     ...meta,
@@ -70,7 +83,11 @@ export function writeCheckpoint(path: string, meta: Omit<CheckpointMeta, 'stateB
   return full;
 }
 
-export function readCheckpoint(pathOrDir: string): { meta: CheckpointMeta; state: Buffer; path: string } {
+export function readCheckpoint(pathOrDir: string): {
+  meta: CheckpointMeta;
+  state: Buffer;
+  path: string;
+} {
   let path = pathOrDir;
   if (existsSync(join(pathOrDir, CHECKPOINT_FILE))) path = join(pathOrDir, CHECKPOINT_FILE);
   if (!existsSync(path)) throw new CheckpointError(`checkpoint ${pathOrDir} does not exist`);
@@ -80,7 +97,8 @@ export function readCheckpoint(pathOrDir: string): { meta: CheckpointMeta; state
   } catch (e) {
     throw new CheckpointError(`cannot read checkpoint ${path}: ${(e as Error).message}`);
   }
-  if (buf.length < 12 || buf.toString('latin1', 0, 8) !== MAGIC) throw new CheckpointError(`${path} is not an Overnight checkpoint (bad magic)`);
+  if (buf.length < 12 || buf.toString('latin1', 0, 8) !== MAGIC)
+    throw new CheckpointError(`${path} is not an Overnight checkpoint (bad magic)`);
   const jl = buf.readUInt32LE(8);
   if (12 + jl > buf.length) throw new CheckpointError(`${path} is truncated (metadata)`);
   let meta: CheckpointMeta;
@@ -89,11 +107,16 @@ export function readCheckpoint(pathOrDir: string): { meta: CheckpointMeta; state
   } catch {
     throw new CheckpointError(`${path} has corrupt metadata`);
   }
-  if (meta.version !== 1) throw new CheckpointError(`${path}: unsupported checkpoint version ${String(meta.version)}`);
+  if (meta.version !== 1)
+    throw new CheckpointError(`${path}: unsupported checkpoint version ${String(meta.version)}`);
   const off = 12 + jl + ((8 - ((12 + jl) % 8)) % 8);
   const state = buf.subarray(off);
-  if (state.length !== meta.stateBytes) throw new CheckpointError(`${path} is truncated: ${state.length} of ${meta.stateBytes} state bytes`);
-  if (createHash('sha256').update(state).digest('hex') !== meta.stateSha256) throw new CheckpointError(`${path} is corrupt (state checksum mismatch)`);
+  if (state.length !== meta.stateBytes)
+    throw new CheckpointError(
+      `${path} is truncated: ${state.length} of ${meta.stateBytes} state bytes`,
+    );
+  if (createHash('sha256').update(state).digest('hex') !== meta.stateSha256)
+    throw new CheckpointError(`${path} is corrupt (state checksum mismatch)`);
   return { meta, state, path };
 }
 

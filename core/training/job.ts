@@ -114,7 +114,17 @@ export type TrainingEvent =
     }
   | { type: 'eval'; step: number; valLoss: number; tokens: number; ms: number }
   | { type: 'probe'; step: number; index: number; prompt: string; output: string }
-  | { type: 'checkpoint'; step: number; path: string; kind: 'interval' | 'manual' | 'pause' | 'final' }
-  | { type: 'done'; status: 'completed' | 'cancelled' | 'paused'; step: number; adapterPath: string | null }
+  | {
+      type: 'checkpoint';
+      step: number;
+      path: string;
+      kind: 'interval' | 'manual' | 'pause' | 'final';
+    }
+  | {
+      type: 'done';
+      status: 'completed' | 'cancelled' | 'paused';
+      step: number;
+      adapterPath: string | null;
+    }
   | { type: 'error'; code: TrainingErrorCode; message: string }
   | { type: 'log'; message: string };

@@ -2,7 +2,15 @@
 // checkpoints, resume and the final adapter. worker.ts wraps it with IPC; tests can drive it
 // in-process too. All numerics live in the native trainer (native/ts/binding.ts).
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, unlinkSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { optimizerDefaults } from '../../contract/index.ts';
 import { NativeError, Trainer, peakRss } from '../../native/ts/binding.ts';
@@ -38,20 +46,29 @@ export function modelFingerprint(path: string): string {
 
 function validateJob(job: TrainingJob): void {
   const bad = (field: string, msg: string) => new TrainingError('E_CONFIG', `${field}: ${msg}`);
-  if (!job.modelPath || !existsSync(job.modelPath)) throw new TrainingError('E_MODEL', `model file ${job.modelPath} does not exist`);
+  if (!job.modelPath || !existsSync(job.modelPath))
+    throw new TrainingError('E_MODEL', `model file ${job.modelPath} does not exist`);
   if (!job.dataPath) throw bad('dataPath', 'required');
   if (!job.adapterPath) throw bad('adapterPath', 'required');
-  if (!Number.isInteger(job.windowsPerStep) || job.windowsPerStep < 1) throw bad('windowsPerStep', `must be an integer >= 1 (got ${job.windowsPerStep})`);
-  if (job.maxSteps != null && (!Number.isInteger(job.maxSteps) || job.maxSteps < 1)) throw bad('maxSteps', 'must be an integer >= 1');
-  if (job.maxSteps == null && !(job.epochs && job.epochs > 0)) throw bad('epochs', 'give maxSteps or epochs > 0');
+  if (!Number.isInteger(job.windowsPerStep) || job.windowsPerStep < 1)
+    throw bad('windowsPerStep', `must be an integer >= 1 (got ${job.windowsPerStep})`);
+  if (job.maxSteps != null && (!Number.isInteger(job.maxSteps) || job.maxSteps < 1))
+    throw bad('maxSteps', 'must be an integer >= 1');
+  if (job.maxSteps == null && !(job.epochs && job.epochs > 0))
+    throw bad('epochs', 'give maxSteps or epochs > 0');
   const o = job.optimizer;
   if (!(o.lr > 0)) throw bad('optimizer.lr', 'must be > 0');
-  if (o.beta1 != null && !(o.beta1 >= 0 && o.beta1 < 1)) throw bad('optimizer.beta1', 'must be in [0, 1)');
-  if (o.beta2 != null && !(o.beta2 >= 0 && o.beta2 < 1)) throw bad('optimizer.beta2', 'must be in [0, 1)');
+  if (o.beta1 != null && !(o.beta1 >= 0 && o.beta1 < 1))
+    throw bad('optimizer.beta1', 'must be in [0, 1)');
+  if (o.beta2 != null && !(o.beta2 >= 0 && o.beta2 < 1))
+    throw bad('optimizer.beta2', 'must be in [0, 1)');
   if (o.eps != null && !(o.eps > 0)) throw bad('optimizer.eps', 'must be > 0');
-  if (o.weightDecay != null && !(o.weightDecay >= 0)) throw bad('optimizer.weightDecay', 'must be >= 0');
-  if (o.clipNorm != null && !(o.clipNorm >= 0 && Number.isFinite(o.clipNorm))) throw bad('optimizer.clipNorm', 'must be a finite number >= 0 (0 = no clipping)');
-  if (!['constant', 'linear', 'cosine'].includes(job.schedule.type)) throw bad('schedule.type', 'constant, linear or cosine');
+  if (o.weightDecay != null && !(o.weightDecay >= 0))
+    throw bad('optimizer.weightDecay', 'must be >= 0');
+  if (o.clipNorm != null && !(o.clipNorm >= 0 && Number.isFinite(o.clipNorm)))
+    throw bad('optimizer.clipNorm', 'must be a finite number >= 0 (0 = no clipping)');
+  if (!['constant', 'linear', 'cosine'].includes(job.schedule.type))
+    throw bad('schedule.type', 'constant, linear or cosine');
 }
 
 export interface RunControl {
@@ -100,16 +117,25 @@ export class TrainingRun {
     const job = this.job;
     const seqLen = data.seqLen;
     if (evalData && evalData.seqLen !== seqLen) {
-      throw new TrainingError('E_DATA', `evaluation data has seqLen ${evalData.seqLen}, training data ${seqLen}`);
+      throw new TrainingError(
+        'E_DATA',
+        `evaluation data has seqLen ${evalData.seqLen}, training data ${seqLen}`,
+      );
     }
-    if (data.nWindows === 0) throw new TrainingError('E_NO_TOKENS', `${job.dataPath} has no windows`);
+    if (data.nWindows === 0)
+      throw new TrainingError('E_NO_TOKENS', `${job.dataPath} has no windows`);
     let tokensPerEpoch = 0;
     for (let i = 0; i < data.nWindows; i++) tokensPerEpoch += data.trainedTokens(i);
     if (tokensPerEpoch === 0) {
-      throw new TrainingError('E_NO_TOKENS', `${job.dataPath}: no trained tokens (every label is -1; check the assistant-only mask)`);
+      throw new TrainingError(
+        'E_NO_TOKENS',
+        `${job.dataPath}: no trained tokens (every label is -1; check the assistant-only mask)`,
+      );
     }
     const seed = job.seed ?? 42;
-    const totalSteps = job.maxSteps ?? Math.max(1, Math.ceil(((job.epochs ?? 1) * data.nWindows) / job.windowsPerStep));
+    const totalSteps =
+      job.maxSteps ??
+      Math.max(1, Math.ceil(((job.epochs ?? 1) * data.nWindows) / job.windowsPerStep));
     const fingerprint = modelFingerprint(job.modelPath);
 
     // resume: read and check the checkpoint before loading the model
@@ -128,7 +154,10 @@ export class TrainingRun {
       };
       for (const k of Object.keys(want) as (keyof typeof want)[]) {
         if (JSON.stringify(m[k]) !== JSON.stringify(want[k])) {
-          throw new TrainingError('E_CHECKPOINT', `checkpoint ${resume.path} was made with ${k} = ${JSON.stringify(m[k])}, this job has ${JSON.stringify(want[k])}`);
+          throw new TrainingError(
+            'E_CHECKPOINT',
+            `checkpoint ${resume.path} was made with ${k} = ${JSON.stringify(m[k])}, this job has ${JSON.stringify(want[k])}`,
+          );
         }
       }
     }
@@ -240,7 +269,8 @@ export class TrainingRun {
         sum += r.lossSum;
         tok += r.nTrained;
       }
-      if (tok > 0) this.emit({ type: 'eval', step, valLoss: sum / tok, tokens: tok, ms: Date.now() - te });
+      if (tok > 0)
+        this.emit({ type: 'eval', step, valLoss: sum / tok, tokens: tok, ms: Date.now() - te });
     };
 
     const probeTmp = job.adapterPath + '.probe.gguf';
@@ -251,9 +281,15 @@ export class TrainingRun {
       try {
         for (let i = 0; i < p.prompts.length; i++) {
           const pr = p.prompts[i]!;
-          const tokens = 'tokens' in pr ? Int32Array.from(pr.tokens) : trainer.tokenize(pr.text, true);
+          const tokens =
+            'tokens' in pr ? Int32Array.from(pr.tokens) : trainer.tokenize(pr.text, true);
           const r = await trainer.probe(
-            { prompt: tokens, maxTokens: p.maxTokens ?? 32, temperature: p.temperature ?? 0, seed: Math.floor(rng.next() * 2 ** 31) },
+            {
+              prompt: tokens,
+              maxTokens: p.maxTokens ?? 32,
+              temperature: p.temperature ?? 0,
+              seed: Math.floor(rng.next() * 2 ** 31),
+            },
             probeTmp,
           );
           const label = pr.label ?? ('text' in pr ? pr.text : trainer.detokenize(tokens));

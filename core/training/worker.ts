@@ -10,7 +10,9 @@ import { isAllocationFailure } from './oom.ts';
 import { TrainingRun } from './run.ts';
 
 if (!process.send) {
-  console.error('core/training/worker.ts must be started with child_process.fork (IPC channel missing)');
+  console.error(
+    'core/training/worker.ts must be started with child_process.fork (IPC channel missing)',
+  );
   process.exit(2);
 }
 
@@ -40,7 +42,10 @@ process.on('message', (m: TrainingCommand) => {
         let code = err.code ?? 'E_NATIVE';
         if (code === 'ERR_INVALID_ARG_TYPE') code = 'E_CONFIG';
         // std::bad_alloc from the addon, a failed Buffer/ArrayBuffer allocation: out of memory.
-        if ((code === 'E_NATIVE' || !code.startsWith('E_')) && isAllocationFailure(`${err.message ?? e}`))
+        if (
+          (code === 'E_NATIVE' || !code.startsWith('E_')) &&
+          isAllocationFailure(`${err.message ?? e}`)
+        )
           code = 'E_OOM';
         await send({ type: 'error', code, message: err.message ?? String(e) });
         process.exitCode = 1;

@@ -49,7 +49,11 @@ if (process.env.OVERNIGHT_SKIP_NATIVE === '1') {
   process.exit(0);
 }
 
-const gpu = (process.env.OVERNIGHT_GPU ?? process.env.npm_config_overnight_gpu ?? 'cpu').toLowerCase();
+const gpu = (
+  process.env.OVERNIGHT_GPU ??
+  process.env.npm_config_overnight_gpu ??
+  'cpu'
+).toLowerCase();
 const backendFlags = {
   cpu: [],
   cuda: ['-DGGML_CUDA=ON'],
@@ -66,7 +70,11 @@ const nodeApiHeaders = require('node-api-headers').include_dir;
 // the package's own include_dir is relative to the *current directory*; resolve it ourselves
 const addonApiDir = dirname(require.resolve('node-addon-api/package.json'));
 
-const patches = existsSync(patchesDir) ? readdirSync(patchesDir).filter((f) => f.endsWith('.patch')).sort() : [];
+const patches = existsSync(patchesDir)
+  ? readdirSync(patchesDir)
+      .filter((f) => f.endsWith('.patch'))
+      .sort()
+  : [];
 
 function hashInputs() {
   const h = createHash('sha256');
@@ -91,7 +99,12 @@ function writeBuildInfo() {
 }
 
 const stamp = hashInputs();
-if (!force && existsSync(output) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) {
+if (
+  !force &&
+  existsSync(output) &&
+  existsSync(stampFile) &&
+  readFileSync(stampFile, 'utf8') === stamp
+) {
   if (!existsSync(buildInfo)) writeBuildInfo();
   log(`up to date (${output})`);
   process.exit(0);
@@ -99,7 +112,8 @@ if (!force && existsSync(output) && existsSync(stampFile) && readFileSync(stampF
 
 // 1. llama.cpp source from the bundle.
 if (!existsSync(join(srcDir, '.git'))) {
-  if (!existsSync(bundle)) fail(`llama.cpp bundle not found at ${bundle} (is node-llama-cpp 3.21.1 installed?)`);
+  if (!existsSync(bundle))
+    fail(`llama.cpp bundle not found at ${bundle} (is node-llama-cpp 3.21.1 installed?)`);
   log(`extracting llama.cpp from ${bundle}`);
   run('git', ['clone', '--quiet', bundle, srcDir]);
 }
@@ -126,18 +140,31 @@ const cacheExists = existsSync(join(buildDir, 'CMakeCache.txt'));
 if (force || !cacheExists || !existsSync(stampFile) || readFileSync(stampFile, 'utf8') !== stamp) {
   log(`configuring (backend: ${gpu}, GGML_NATIVE=${ggmlNative ? 'ON' : 'OFF'})`);
   run('cmake', [
-    '-S', nativeDir, '-B', buildDir,
+    '-S',
+    nativeDir,
+    '-B',
+    buildDir,
     '-DCMAKE_BUILD_TYPE=Release',
     `-DLLAMA_CPP_DIR=${srcDir}`,
     `-DNODE_API_HEADERS_DIR=${nodeApiHeaders}`,
     `-DNODE_ADDON_API_DIR=${addonApiDir}`,
     `-DGGML_NATIVE=${ggmlNative ? 'ON' : 'OFF'}`,
-    '-DGGML_CUDA=OFF', '-DGGML_VULKAN=OFF',
+    '-DGGML_CUDA=OFF',
+    '-DGGML_VULKAN=OFF',
     ...backendFlags,
   ]);
 }
 log(`building with ${jobs} jobs (a full CPU build takes several minutes on 2 cores)`);
-run('cmake', ['--build', buildDir, '--config', 'Release', '--target', 'overnight_native', '-j', String(jobs)]);
+run('cmake', [
+  '--build',
+  buildDir,
+  '--config',
+  'Release',
+  '--target',
+  'overnight_native',
+  '-j',
+  String(jobs),
+]);
 if (!existsSync(output)) fail(`build finished but ${output} is missing`);
 writeBuildInfo();
 writeFileSync(stampFile, stamp);

@@ -32,9 +32,15 @@ test('token data round-trips windows with segments and validates the file', () =
     writeFileSync(join(dir, 'bad.tok'), readFileSync(p).subarray(0, 100));
     assert.throws(() => new TokenDataReader(join(dir, 'bad.tok')), /truncated or corrupt/);
     writeFileSync(join(dir, 'junk.tok'), 'hello');
-    assert.throws(() => new TokenDataReader(join(dir, 'junk.tok')), /not an Overnight token data file/);
+    assert.throws(
+      () => new TokenDataReader(join(dir, 'junk.tok')),
+      /not an Overnight token data file/,
+    );
     const w = new TokenDataWriter(join(dir, 'x.tok'), 4);
-    assert.throws(() => w.append({ tokens: new Int32Array(3), labels: new Int32Array(4) }), /seqLen 4/);
+    assert.throws(
+      () => w.append({ tokens: new Int32Array(3), labels: new Int32Array(4) }),
+      /seqLen 4/,
+    );
     w.abort();
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -14,7 +14,16 @@
 // sample; tokens attend only within their segment and positions restart at each segment (packing
 // several short samples into one window without attention leaking between them). Padding uses
 // segment -1 (it only sees other padding) and label -1.
-import { closeSync, fsyncSync, openSync, readSync, renameSync, statSync, writeSync, unlinkSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readSync,
+  renameSync,
+  statSync,
+  writeSync,
+  unlinkSync,
+} from 'node:fs';
 
 export const TOKEN_DATA_MAGIC = 'OVNTOK01';
 export const TOKEN_DATA_VERSION = 1;
@@ -55,7 +64,8 @@ export class TokenDataWriter {
     readonly seqLen: number,
     readonly withSegments = false,
   ) {
-    if (!Number.isInteger(seqLen) || seqLen < 2) throw new TokenDataError(`seqLen must be an integer >= 2 (got ${seqLen})`);
+    if (!Number.isInteger(seqLen) || seqLen < 2)
+      throw new TokenDataError(`seqLen must be an integer >= 2 (got ${seqLen})`);
     this.tmp = `${path}.tmp-${process.pid}`;
     this.fd = openSync(this.tmp, 'w');
     writeSync(this.fd, header(0, seqLen, withSegments));
@@ -63,16 +73,25 @@ export class TokenDataWriter {
   append(w: TokenWindow): void {
     const L = this.seqLen;
     if (w.tokens.length !== L || w.labels.length !== L) {
-      throw new TokenDataError(`window ${this.n}: tokens (${w.tokens.length}) and labels (${w.labels.length}) must both have seqLen ${L} entries`);
+      throw new TokenDataError(
+        `window ${this.n}: tokens (${w.tokens.length}) and labels (${w.labels.length}) must both have seqLen ${L} entries`,
+      );
     }
     if (this.withSegments && (!w.segments || w.segments.length !== L)) {
       throw new TokenDataError(`window ${this.n}: segments must have seqLen ${L} entries`);
     }
     for (let i = 0; i < L; i++) {
-      if (w.tokens[i]! < 0) throw new TokenDataError(`window ${this.n}: token ${w.tokens[i]} at position ${i} is negative`);
-      if (w.labels[i]! < -1) throw new TokenDataError(`window ${this.n}: label ${w.labels[i]} at position ${i} is below -1`);
+      if (w.tokens[i]! < 0)
+        throw new TokenDataError(
+          `window ${this.n}: token ${w.tokens[i]} at position ${i} is negative`,
+        );
+      if (w.labels[i]! < -1)
+        throw new TokenDataError(
+          `window ${this.n}: label ${w.labels[i]} at position ${i} is below -1`,
+        );
     }
-    const write = (a: Int32Array) => writeSync(this.fd, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    const write = (a: Int32Array) =>
+      writeSync(this.fd, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
     write(w.tokens);
     write(w.labels);
     if (this.withSegments) write(w.segments!);
@@ -97,7 +116,12 @@ export class TokenDataWriter {
   }
 }
 
-export function writeTokenData(path: string, seqLen: number, windows: Iterable<TokenWindow>, withSegments = false): number {
+export function writeTokenData(
+  path: string,
+  seqLen: number,
+  windows: Iterable<TokenWindow>,
+  withSegments = false,
+): number {
   const w = new TokenDataWriter(path, seqLen, withSegments);
   try {
     for (const win of windows) w.append(win);
@@ -130,9 +154,11 @@ export class TokenDataReader {
       closeSync(this.fd);
       return new TokenDataError(`${path}: ${msg}`);
     };
-    if (got < HEADER_BYTES || h.toString('latin1', 0, 8) !== TOKEN_DATA_MAGIC) throw fail(`not an Overnight token data file (magic ${TOKEN_DATA_MAGIC} expected)`);
+    if (got < HEADER_BYTES || h.toString('latin1', 0, 8) !== TOKEN_DATA_MAGIC)
+      throw fail(`not an Overnight token data file (magic ${TOKEN_DATA_MAGIC} expected)`);
     const version = h.readUInt32LE(8);
-    if (version !== TOKEN_DATA_VERSION) throw fail(`unsupported version ${version} (expected ${TOKEN_DATA_VERSION})`);
+    if (version !== TOKEN_DATA_VERSION)
+      throw fail(`unsupported version ${version} (expected ${TOKEN_DATA_VERSION})`);
     const flags = h.readUInt32LE(12);
     this.nWindows = h.readUInt32LE(16);
     this.seqLen = h.readUInt32LE(20);
@@ -141,10 +167,12 @@ export class TokenDataReader {
     if (this.seqLen < 2) throw fail(`seqLen ${this.seqLen} is below 2`);
     this.windowBytes = this.seqLen * 4 * (this.hasSegments ? 3 : 2);
     const want = HEADER_BYTES + this.nWindows * this.windowBytes;
-    if (size !== want) throw fail(`file has ${size} bytes, the header describes ${want} (truncated or corrupt)`);
+    if (size !== want)
+      throw fail(`file has ${size} bytes, the header describes ${want} (truncated or corrupt)`);
   }
   read(i: number): TokenWindow {
-    if (!Number.isInteger(i) || i < 0 || i >= this.nWindows) throw new TokenDataError(`window ${i} is out of range [0, ${this.nWindows})`);
+    if (!Number.isInteger(i) || i < 0 || i >= this.nWindows)
+      throw new TokenDataError(`window ${i} is out of range [0, ${this.nWindows})`);
     const buf = Buffer.alloc(this.windowBytes);
     readSync(this.fd, buf, 0, this.windowBytes, HEADER_BYTES + i * this.windowBytes);
     const all = new Int32Array(buf.buffer, buf.byteOffset, this.windowBytes / 4);
@@ -176,7 +204,12 @@ export interface Sample {
  * consecutive samples share a window with separate segment ids (no attention between them).
  * A sample longer than seqLen is truncated. Label at t = tokens[t+1] when trainMask[t+1].
  */
-export function buildWindows(samples: Iterable<Sample>, seqLen: number, mode: 'single' | 'pack', padToken = 0): TokenWindow[] {
+export function buildWindows(
+  samples: Iterable<Sample>,
+  seqLen: number,
+  mode: 'single' | 'pack',
+  padToken = 0,
+): TokenWindow[] {
   const out: TokenWindow[] = [];
   let cur: TokenWindow | null = null;
   let used = 0;

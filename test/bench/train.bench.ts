@@ -19,7 +19,17 @@ const RANK = 16;
 const STEPS = Number(process.env.BENCH_STEPS ?? 3);
 const THREADS = Number(process.env.BENCH_THREADS ?? cpus().length);
 const TYPES = (process.env.BENCH_TYPES ?? 'q4_0,q4_k').split(',') as TinyModelType[];
-const MODEL = { arch: 'llama', vocab: 'llama-spm', nEmbd: 1024, nLayer: 8, nFf: 2816, nHead: 16, nHeadKv: 16, nCtx: 2048, name: 'overnight-bench' } as const;
+const MODEL = {
+  arch: 'llama',
+  vocab: 'llama-spm',
+  nEmbd: 1024,
+  nLayer: 8,
+  nFf: 2816,
+  nHead: 16,
+  nHeadKv: 16,
+  nCtx: 2048,
+  name: 'overnight-bench',
+} as const;
 
 function rng(seed: number) {
   let s = seed >>> 0;
@@ -57,31 +67,58 @@ function fmt(n: number, d = 1): string {
 }
 
 async function main(): Promise<void> {
-  console.log(`bench:train — llama ${MODEL.nEmbd} emb, ${MODEL.nLayer} layers, ${MODEL.nFf} FFN, 32k vocab, seq ${SEQ}, rank ${RANK} x 7 targets, ${THREADS} threads, ${STEPS} timed steps`);
+  console.log(
+    `bench:train — llama ${MODEL.nEmbd} emb, ${MODEL.nLayer} layers, ${MODEL.nFf} FFN, 32k vocab, seq ${SEQ}, rank ${RANK} x 7 targets, ${THREADS} threads, ${STEPS} timed steps`,
+  );
   const peak = await benchMatmul(1024, THREADS, 5);
   console.log(`ggml F32 matmul peak (1024^3, CPU backend): ${fmt(peak)} GFLOP/s`);
   const fpt = flopsPerToken();
   const rows: string[][] = [];
   for (const type of TYPES) {
     const m = await tinyModel({ ...MODEL, type });
-    const tr = await Trainer.open({ modelPath: m.path, seqLen: SEQ, rank: RANK, alpha: 2 * RANK, threads: THREADS });
+    const tr = await Trainer.open({
+      modelPath: m.path,
+      seqLen: SEQ,
+      rank: RANK,
+      alpha: 2 * RANK,
+      threads: THREADS,
+    });
     const r = rng(1);
     await tr.step([randomWindow(r, tr.info.nVocab)], { lr: 1e-4 }); // warm-up
     let ms = 0;
-    for (let i = 0; i < STEPS; i++) ms += (await tr.step([randomWindow(r, tr.info.nVocab)], { lr: 1e-4 })).ms;
+    for (let i = 0; i < STEPS; i++)
+      ms += (await tr.step([randomWindow(r, tr.info.nVocab)], { lr: 1e-4 })).ms;
     const msPerStep = ms / STEPS;
     const tps = SEQ / (msPerStep / 1000);
     const gflops = (tps * fpt) / 1e9;
-    rows.push([type, tr.info.weightTypes.join('+'), fmt(tps), fmt(msPerStep, 0), fmt(peakRss() / 2 ** 20, 0), fmt(gflops), fmt((100 * gflops) / peak)]);
+    rows.push([
+      type,
+      tr.info.weightTypes.join('+'),
+      fmt(tps),
+      fmt(msPerStep, 0),
+      fmt(peakRss() / 2 ** 20, 0),
+      fmt(gflops),
+      fmt((100 * gflops) / peak),
+    ]);
     tr.close();
   }
-  const head = ['base', 'weights', 'tokens/s', 'ms/step', 'peak RSS MiB', 'GFLOP/s', '% of matmul peak'];
+  const head = [
+    'base',
+    'weights',
+    'tokens/s',
+    'ms/step',
+    'peak RSS MiB',
+    'GFLOP/s',
+    '% of matmul peak',
+  ];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (c: string[]) => '| ' + c.map((x, i) => x.padStart(widths[i]!)).join(' | ') + ' |';
   console.log('\n' + line(head));
   console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
   for (const r of rows) console.log(line(r));
-  console.log(`(model FLOPs per window token: ${fmt(fpt / 1e6)} M; peak RSS is the process maximum so far)`);
+  console.log(
+    `(model FLOPs per window token: ${fmt(fpt / 1e6)} M; peak RSS is the process maximum so far)`,
+  );
 
   if (process.env.BENCH_PACKING !== '0') {
     // Short chat-like samples (40-64 tokens, the second half trained). "single": one sample per
@@ -96,21 +133,36 @@ async function main(): Promise<void> {
       samples.push({ tokens, trainMask: tokens.map((_, k) => k >= n / 2) });
     }
     const out: string[] = [];
-    for (const [mode, seq] of [['single', 64], ['single', SEQ], ['pack', SEQ]] as const) {
+    for (const [mode, seq] of [
+      ['single', 64],
+      ['single', SEQ],
+      ['pack', SEQ],
+    ] as const) {
       const windows = buildWindows(samples, seq, mode);
-      const tr = await Trainer.open({ modelPath: m.path, seqLen: seq, rank: RANK, alpha: 2 * RANK, threads: THREADS });
+      const tr = await Trainer.open({
+        modelPath: m.path,
+        seqLen: seq,
+        rank: RANK,
+        alpha: 2 * RANK,
+        threads: THREADS,
+      });
       const perStep = SEQ / seq; // the same number of window tokens per optimizer step
       await tr.step(windows.slice(0, perStep), { lr: 1e-4 });
       let ms = 0;
       let trained = 0;
       const n = Math.max(1, Math.min(2, STEPS));
       for (let s = 0; s < n; s++) {
-        const ws = windows.slice((s * perStep) % windows.length, (s * perStep) % windows.length + perStep);
+        const ws = windows.slice(
+          (s * perStep) % windows.length,
+          ((s * perStep) % windows.length) + perStep,
+        );
         const res = await tr.step(ws, { lr: 1e-4 });
         ms += res.ms;
         trained += res.nTrained;
       }
-      out.push(`${mode.padEnd(6)} window ${String(seq).padStart(3)}: ${windows.length} windows for ${samples.length} samples, ${fmt(trained / (ms / 1000))} trained tokens/s`);
+      out.push(
+        `${mode.padEnd(6)} window ${String(seq).padStart(3)}: ${windows.length} windows for ${samples.length} samples, ${fmt(trained / (ms / 1000))} trained tokens/s`,
+      );
       tr.close();
     }
     console.log('\npacking (' + TYPES[0] + '):\n  ' + out.join('\n  '));

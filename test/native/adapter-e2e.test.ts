@@ -18,7 +18,12 @@ describe('exported adapter in node-llama-cpp', () => {
 
   test('test 5: base + adapter reproduces >= 90% of trained answers, base alone none', async () => {
     const modelPath = (await tinyModel({ type: 'q4_0' })).path;
-    const qa = await makeQaFiles(modelPath, tmp.dir, { nTrain: 16, nEval: 4, seqLen: 128, mode: 'pack' });
+    const qa = await makeQaFiles(modelPath, tmp.dir, {
+      nTrain: 16,
+      nEval: 4,
+      seqLen: 128,
+      mode: 'pack',
+    });
     const adapterPath = join(tmp.dir, 'adapter.gguf');
     const p = new TrainerProcess({ inheritOutput: false });
     const events: TrainingEvent[] = [];
@@ -27,26 +32,42 @@ describe('exported adapter in node-llama-cpp', () => {
       modelPath,
       dataPath: qa.train,
       adapterPath,
-      lora: { rank: 16, alpha: 32, targets: ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'] },
+      lora: {
+        rank: 16,
+        alpha: 32,
+        targets: ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'],
+      },
       optimizer: { lr: 5e-3 },
       schedule: { type: 'cosine', warmupSteps: 5, minLr: 5e-4 },
       windowsPerStep: 3, // the 16 samples pack into 3 windows of 128: one epoch per step
       maxSteps: 100,
       seed: 1,
       threads: 2,
-      probes: { prompts: [{ tokens: qa.trainPrompts[0]!, label: qa.trainPairs[0]!.prompt }], maxTokens: 6, interval: 1000 },
+      probes: {
+        prompts: [{ tokens: qa.trainPrompts[0]!, label: qa.trainPairs[0]!.prompt }],
+        maxTokens: 6,
+        interval: 1000,
+      },
     });
     const final = await p.finished;
     assert.equal(final.type, 'done', JSON.stringify(final) + p.stderrTail);
     const probe = events.find((e) => e.type === 'probe');
     assert.ok(probe && probe.type === 'probe');
-    assert.equal(probe.output.trim(), qa.trainPairs[0]!.answer, 'the in-process probe (llama.cpp --lora path) reproduces the answer');
+    assert.equal(
+      probe.output.trim(),
+      qa.trainPairs[0]!.answer,
+      'the in-process probe (llama.cpp --lora path) reproduces the answer',
+    );
 
     const { getLlama } = await import('node-llama-cpp');
     const llama = await getLlama({ gpu: false, build: 'never' });
     const model = await llama.loadModel({ modelPath });
     const answer = async (withAdapter: boolean, prompt: number[]): Promise<string> => {
-      const ctx = await model.createContext({ contextSize: 128, threads: 1, ...(withAdapter ? { lora: { adapters: [{ filePath: adapterPath }] } } : {}) });
+      const ctx = await model.createContext({
+        contextSize: 128,
+        threads: 1,
+        ...(withAdapter ? { lora: { adapters: [{ filePath: adapterPath }] } } : {}),
+      });
       try {
         const seq = ctx.getSequence();
         const out: number[] = [];
@@ -70,7 +91,10 @@ describe('exported adapter in node-llama-cpp', () => {
     }
     await model.dispose();
     await llama.dispose();
-    assert.ok(withHits >= Math.ceil(0.9 * qa.trainPairs.length), `adapter reproduced ${withHits}/${qa.trainPairs.length}: ${got.join(', ')}`);
+    assert.ok(
+      withHits >= Math.ceil(0.9 * qa.trainPairs.length),
+      `adapter reproduced ${withHits}/${qa.trainPairs.length}: ${got.join(', ')}`,
+    );
     assert.equal(baseHits, 0);
   });
 });

@@ -10,7 +10,11 @@ export function tempDir(): { dir: string; cleanup: () => void } {
 }
 
 /** Deterministic pseudo-random window: tokens in [lo, hi), labels = next token where trained. */
-export function randomWindow(seqLen: number, seed: number, opts: { lo?: number; hi?: number; maskFirst?: number } = {}): TokenWindow {
+export function randomWindow(
+  seqLen: number,
+  seed: number,
+  opts: { lo?: number; hi?: number; maskFirst?: number } = {},
+): TokenWindow {
   let s = seed >>> 0;
   const rnd = () => {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;

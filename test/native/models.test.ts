@@ -9,7 +9,11 @@ import { tinyModel } from '../fixtures/tiny-model.ts';
 import type { TinyModelOptions } from '../fixtures/tiny-model.ts';
 import { randomWindow, tempDir } from './helpers.ts';
 
-async function trainsOn(opts: TinyModelOptions, steps = 6, seqLen = 32): Promise<{ first: number; last: number; tr: Trainer }> {
+async function trainsOn(
+  opts: TinyModelOptions,
+  steps = 6,
+  seqLen = 32,
+): Promise<{ first: number; last: number; tr: Trainer }> {
   const m = await tinyModel(opts);
   const tr = await Trainer.open({ modelPath: m.path, seqLen, rank: 8, alpha: 16, threads: 2 });
   const w = [randomWindow(seqLen, 1), randomWindow(seqLen, 2)];
@@ -42,7 +46,11 @@ describe('base models the trainer accepts', () => {
   });
 
   test('defect 3: a 16-layer model with LoRA on all 7 targets fits its graph budget', async () => {
-    const { first, last, tr } = await trainsOn({ type: 'q8_0', nLayer: 16, nEmbd: 64, nFf: 128 }, 2, 16);
+    const { first, last, tr } = await trainsOn(
+      { type: 'q8_0', nLayer: 16, nEmbd: 64, nFf: 128 },
+      2,
+      16,
+    );
     assert.equal(tr.loras().length, 16 * 7);
     assert.ok(Number.isFinite(first) && Number.isFinite(last));
     tr.close();
@@ -52,7 +60,11 @@ describe('base models the trainer accepts', () => {
     for (const type of ['q4_k', 'q4_k_m', 'q5_k'] as const) {
       const { first, last, tr } = await trainsOn({ type }, 4, 16);
       assert.ok(last < first, `${type}: loss ${first} -> ${last}`);
-      if (type === 'q4_k_m') assert.ok(tr.info.weightTypes.includes('q6_K') && tr.info.weightTypes.includes('q4_K'), tr.info.weightTypes.join());
+      if (type === 'q4_k_m')
+        assert.ok(
+          tr.info.weightTypes.includes('q6_K') && tr.info.weightTypes.includes('q4_K'),
+          tr.info.weightTypes.join(),
+        );
       tr.close();
     }
   });
@@ -67,7 +79,11 @@ describe('base models the trainer accepts', () => {
 
   test('qwen2 (q/k/v biases) and qwen3 (q/k norms) architectures train', async () => {
     for (const arch of ['qwen2', 'qwen3'] as const) {
-      const { first, last, tr } = await trainsOn({ type: 'f32', arch, vocab: 'qwen2', nHeadKv: 2 }, 3, 16);
+      const { first, last, tr } = await trainsOn(
+        { type: 'f32', arch, vocab: 'qwen2', nHeadKv: 2 },
+        3,
+        16,
+      );
       assert.equal(tr.info.arch, arch);
       assert.ok(last < first, `${arch}: loss ${first} -> ${last}`);
       tr.close();
@@ -80,25 +96,53 @@ describe('test 8: bad input fails before training with a clear error', () => {
     const g = await tinyModel({ arch: 'gemma' });
     await rejects(Trainer.open({ modelPath: g.path, seqLen: 16 }), 'E_ARCH', /GEGLU/);
     const d = await tinyModel({ arch: 'deepseek2' });
-    await rejects(Trainer.open({ modelPath: d.path, seqLen: 16 }), 'E_ARCH', /MUL_MAT_ID|mixture-of-experts/);
+    await rejects(
+      Trainer.open({ modelPath: d.path, seqLen: 16 }),
+      'E_ARCH',
+      /MUL_MAT_ID|mixture-of-experts/,
+    );
   });
 
   test('unknown target, bad rank, sequence longer than the context', async () => {
     const m = await tinyModel({ type: 'f32' });
-    await rejects(Trainer.open({ modelPath: m.path, seqLen: 16, targets: ['attn_qq' as 'attn_q'] }), 'E_CONFIG', /unknown LoRA target 'attn_qq'/);
+    await rejects(
+      Trainer.open({ modelPath: m.path, seqLen: 16, targets: ['attn_qq' as 'attn_q'] }),
+      'E_CONFIG',
+      /unknown LoRA target 'attn_qq'/,
+    );
     await rejects(Trainer.open({ modelPath: m.path, seqLen: 16, rank: 0 }), 'E_CONFIG', /rank/);
-    await rejects(Trainer.open({ modelPath: m.path, seqLen: 16, rank: 1000 }), 'E_CONFIG', /rank 1000 exceeds/);
-    await rejects(Trainer.open({ modelPath: m.path, seqLen: m.nCtx + 1 }), 'E_CONFIG', /longer than the model's training context/);
+    await rejects(
+      Trainer.open({ modelPath: m.path, seqLen: 16, rank: 1000 }),
+      'E_CONFIG',
+      /rank 1000 exceeds/,
+    );
+    await rejects(
+      Trainer.open({ modelPath: m.path, seqLen: m.nCtx + 1 }),
+      'E_CONFIG',
+      /longer than the model's training context/,
+    );
   });
 
   test('missing, non-GGUF and truncated model files', async () => {
     const { dir, cleanup } = tempDir();
     try {
-      await rejects(Trainer.open({ modelPath: join(dir, 'nope.gguf'), seqLen: 16 }), 'E_MODEL', /cannot open/);
+      await rejects(
+        Trainer.open({ modelPath: join(dir, 'nope.gguf'), seqLen: 16 }),
+        'E_MODEL',
+        /cannot open/,
+      );
       writeFileSync(join(dir, 'x.gguf'), 'hello world');
-      await rejects(Trainer.open({ modelPath: join(dir, 'x.gguf'), seqLen: 16 }), 'E_MODEL', /not a GGUF/);
+      await rejects(
+        Trainer.open({ modelPath: join(dir, 'x.gguf'), seqLen: 16 }),
+        'E_MODEL',
+        /not a GGUF/,
+      );
       writeFileSync(join(dir, 't.gguf'), Buffer.from('GGUF\x03\x00\x00\x00\x10\x00', 'latin1'));
-      await rejects(Trainer.open({ modelPath: join(dir, 't.gguf'), seqLen: 16 }), 'E_MODEL', /GGUF header/);
+      await rejects(
+        Trainer.open({ modelPath: join(dir, 't.gguf'), seqLen: 16 }),
+        'E_MODEL',
+        /GGUF header/,
+      );
     } finally {
       cleanup();
     }
@@ -108,12 +152,31 @@ describe('test 8: bad input fails before training with a clear error', () => {
     const m = await tinyModel({ type: 'f32' });
     const tr = await Trainer.open({ modelPath: m.path, seqLen: 16, rank: 4, threads: 2 });
     const w = randomWindow(16, 1);
-    await rejects(tr.step([{ tokens: w.tokens, labels: new Int32Array(16).fill(-1) }], { lr: 1e-3 }), 'E_NO_TOKENS', /no trained tokens/);
-    await rejects(tr.step([{ tokens: w.tokens.map(() => 999999), labels: w.labels }], { lr: 1e-3 }), 'E_INPUT', /outside the vocabulary/);
-    await rejects(tr.step([{ tokens: w.tokens, labels: w.labels.map(() => -5) }], { lr: 1e-3 }), 'E_INPUT', /neither -1/);
-    await rejects(tr.step([{ tokens: w.tokens.subarray(0, 8), labels: w.labels.subarray(0, 8) }], { lr: 1e-3 }), 'E_INPUT', /expected 16/);
+    await rejects(
+      tr.step([{ tokens: w.tokens, labels: new Int32Array(16).fill(-1) }], { lr: 1e-3 }),
+      'E_NO_TOKENS',
+      /no trained tokens/,
+    );
+    await rejects(
+      tr.step([{ tokens: w.tokens.map(() => 999999), labels: w.labels }], { lr: 1e-3 }),
+      'E_INPUT',
+      /outside the vocabulary/,
+    );
+    await rejects(
+      tr.step([{ tokens: w.tokens, labels: w.labels.map(() => -5) }], { lr: 1e-3 }),
+      'E_INPUT',
+      /neither -1/,
+    );
+    await rejects(
+      tr.step([{ tokens: w.tokens.subarray(0, 8), labels: w.labels.subarray(0, 8) }], { lr: 1e-3 }),
+      'E_INPUT',
+      /expected 16/,
+    );
     await rejects(tr.step([w], { lr: 1e-3, beta1: 1 }), 'E_CONFIG', /AdamW/);
-    assert.throws(() => tr.setState(Buffer.alloc(10), 1), (e: unknown) => e instanceof NativeError && e.code === 'E_CHECKPOINT');
+    assert.throws(
+      () => tr.setState(Buffer.alloc(10), 1),
+      (e: unknown) => e instanceof NativeError && e.code === 'E_CHECKPOINT',
+    );
     // and it still trains afterwards
     const r = await tr.step([w], { lr: 1e-3 });
     assert.ok(Number.isFinite(r.loss));

@@ -14,7 +14,11 @@ const cases: [string, TinyModelOptions, number][] = [
   ['llama F32, GQA', { type: 'f32', nHeadKv: 2 }, 1e-4],
   ['llama Q4_0', { type: 'q4_0' }, 1e-3],
   ['llama Q4_K_M', { type: 'q4_k_m' }, 1e-3],
-  ['qwen2 F32 (biases, NEOX rope)', { type: 'f32', arch: 'qwen2', vocab: 'qwen2', nHeadKv: 2 }, 1e-4],
+  [
+    'qwen2 F32 (biases, NEOX rope)',
+    { type: 'f32', arch: 'qwen2', vocab: 'qwen2', nHeadKv: 2 },
+    1e-4,
+  ],
   ['qwen3 F32 (q/k norms)', { type: 'f32', arch: 'qwen3', vocab: 'qwen2', nHeadKv: 2 }, 1e-4],
 ];
 
@@ -29,7 +33,10 @@ for (const [name, opts, tol] of cases) {
       assert.equal(ours.nTrained, ref.nTrained);
       const rel = Math.abs(ours.lossSum - ref.lossSum) / ref.lossSum;
       console.log(`${name}: relative difference ${rel.toExponential(2)}`);
-      assert.ok(rel < tol, `loss ${ours.lossSum} vs llama.cpp ${ref.lossSum} (relative ${rel.toExponential(2)})`);
+      assert.ok(
+        rel < tol,
+        `loss ${ours.lossSum} vs llama.cpp ${ref.lossSum} (relative ${rel.toExponential(2)})`,
+      );
     } finally {
       tr.close();
     }

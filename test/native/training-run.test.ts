@@ -24,7 +24,13 @@ async function runJob(job: TrainingJob, onEvent?: (e: TrainingEvent, p: TrainerP
   });
   p.start(job);
   const final = await p.finished;
-  return { final, events, steps: events.filter((e): e is Step => e.type === 'step'), evals: events.filter((e): e is Ev => e.type === 'eval'), p };
+  return {
+    final,
+    events,
+    steps: events.filter((e): e is Step => e.type === 'step'),
+    evals: events.filter((e): e is Ev => e.type === 'eval'),
+    p,
+  };
 }
 
 describe('training runs in the worker process (tiny Q4_0 model)', () => {
@@ -43,7 +49,11 @@ describe('training runs in the worker process (tiny Q4_0 model)', () => {
     dataPath: qa.train,
     evalDataPath: qa.eval,
     adapterPath: join(tmp.dir, name, 'adapter.gguf'),
-    lora: { rank: 8, alpha: 16, targets: ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'] },
+    lora: {
+      rank: 8,
+      alpha: 16,
+      targets: ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'],
+    },
     optimizer: { lr: 1e-2, weightDecay: 0.01 },
     schedule: { type: 'cosine', warmupSteps: 3, minLr: 1e-3 },
     windowsPerStep: 4,
@@ -63,27 +73,40 @@ describe('training runs in the worker process (tiny Q4_0 model)', () => {
     assert.ok(r.evals.length >= 2);
     const ready = r.events.find((e) => e.type === 'ready');
     assert.ok(ready);
-    assert.ok(r.evals.at(-1)!.valLoss < r.evals[0]!.valLoss, `val loss ${r.evals.map((e) => e.valLoss.toFixed(3)).join(' -> ')}`);
+    assert.ok(
+      r.evals.at(-1)!.valLoss < r.evals[0]!.valLoss,
+      `val loss ${r.evals.map((e) => e.valLoss.toFixed(3)).join(' -> ')}`,
+    );
     const s = r.steps.at(-1)!;
     assert.ok(s.tokensPerSecond > 0 && s.peakRssBytes > 0 && s.trainedTokens > 0 && s.lr > 0);
   });
 
   test('test 6: N steps, kill -9, resume for N equals 2N steps in one go (loss within 1e-4)', async () => {
     const N = 6;
-    const full = await runJob(job('full', { maxSteps: 2 * N, checkpoint: { dir: join(tmp.dir, 'full-ck'), interval: N } }));
+    const full = await runJob(
+      job('full', { maxSteps: 2 * N, checkpoint: { dir: join(tmp.dir, 'full-ck'), interval: N } }),
+    );
     assert.equal(full.final.type, 'done');
     const ckDir = join(tmp.dir, 'killed-ck');
     let killedAt = -1;
-    const killed = await runJob(job('killed', { maxSteps: 2 * N, checkpoint: { dir: ckDir, interval: N } }), (e, p) => {
-      if (e.type === 'checkpoint' && killedAt < 0) {
-        killedAt = e.step;
-        p.kill('SIGKILL');
-      }
-    });
+    const killed = await runJob(
+      job('killed', { maxSteps: 2 * N, checkpoint: { dir: ckDir, interval: N } }),
+      (e, p) => {
+        if (e.type === 'checkpoint' && killedAt < 0) {
+          killedAt = e.step;
+          p.kill('SIGKILL');
+        }
+      },
+    );
     assert.equal(killedAt, N);
     assert.equal(killed.final.type, 'error');
     assert.match((killed.final as { message: string }).message, /SIGKILL/);
-    const resumed = await runJob(job('killed', { maxSteps: 2 * N, checkpoint: { dir: ckDir, interval: N, resumeFrom: ckDir } }));
+    const resumed = await runJob(
+      job('killed', {
+        maxSteps: 2 * N,
+        checkpoint: { dir: ckDir, interval: N, resumeFrom: ckDir },
+      }),
+    );
     assert.equal(resumed.final.type, 'done', JSON.stringify(resumed.final));
     assert.equal(resumed.steps[0]!.step, N + 1);
     const a = full.steps.at(-1)!;
@@ -97,12 +120,15 @@ describe('training runs in the worker process (tiny Q4_0 model)', () => {
   test('test 7: cancel returns within 2 s and leaves the last checkpoint loadable', async () => {
     const ckDir = join(tmp.dir, 'cancel-ck');
     let sentAt = 0;
-    const r = await runJob(job('cancel', { maxSteps: 100000, checkpoint: { dir: ckDir, interval: 2 } }), (e, p) => {
-      if (e.type === 'step' && e.step === 3 && !sentAt) {
-        sentAt = Date.now();
-        p.cancel();
-      }
-    });
+    const r = await runJob(
+      job('cancel', { maxSteps: 100000, checkpoint: { dir: ckDir, interval: 2 } }),
+      (e, p) => {
+        if (e.type === 'step' && e.step === 3 && !sentAt) {
+          sentAt = Date.now();
+          p.cancel();
+        }
+      },
+    );
     const took = Date.now() - sentAt;
     assert.equal(r.final.type, 'done');
     assert.equal((r.final as { status: string }).status, 'cancelled');
@@ -110,17 +136,22 @@ describe('training runs in the worker process (tiny Q4_0 model)', () => {
     const ck = readCheckpoint(ckDir);
     assert.ok(ck.meta.step >= 2);
     // and it resumes
-    const res = await runJob(job('cancel', { maxSteps: ck.meta.step + 1, checkpoint: { dir: ckDir, resumeFrom: ckDir } }));
+    const res = await runJob(
+      job('cancel', { maxSteps: ck.meta.step + 1, checkpoint: { dir: ckDir, resumeFrom: ckDir } }),
+    );
     assert.equal(res.final.type, 'done', JSON.stringify(res.final));
     assert.equal(res.steps.at(-1)!.step, ck.meta.step + 1);
   });
 
   test('checkpoint-now and pause: a manual checkpoint, then a pause checkpoint and done(paused)', async () => {
     const ckDir = join(tmp.dir, 'pause-ck');
-    const r = await runJob(job('pause', { maxSteps: 1000, evalInterval: 0, checkpoint: { dir: ckDir } }), (e, p) => {
-      if (e.type === 'step' && e.step === 2) p.checkpointNow();
-      if (e.type === 'checkpoint' && e.kind === 'manual') p.pause();
-    });
+    const r = await runJob(
+      job('pause', { maxSteps: 1000, evalInterval: 0, checkpoint: { dir: ckDir } }),
+      (e, p) => {
+        if (e.type === 'step' && e.step === 2) p.checkpointNow();
+        if (e.type === 'checkpoint' && e.kind === 'manual') p.pause();
+      },
+    );
     const cks = r.events.filter((e) => e.type === 'checkpoint');
     assert.deepEqual(
       cks.map((e) => (e.type === 'checkpoint' ? e.kind : '')),
@@ -132,13 +163,19 @@ describe('training runs in the worker process (tiny Q4_0 model)', () => {
   });
 
   test('a corrupt or missing checkpoint fails before training with E_CHECKPOINT', async () => {
-    const r = await runJob(job('missing', { checkpoint: { dir: join(tmp.dir, 'x'), resumeFrom: join(tmp.dir, 'nope') } }));
+    const r = await runJob(
+      job('missing', {
+        checkpoint: { dir: join(tmp.dir, 'x'), resumeFrom: join(tmp.dir, 'nope') },
+      }),
+    );
     assert.equal(r.final.type, 'error');
     assert.equal((r.final as { code: string }).code, 'E_CHECKPOINT');
     assert.equal(r.steps.length, 0);
     const bad = join(tmp.dir, 'bad.ovck');
     writeFileSync(bad, 'OVCKPT01garbage');
-    const r2 = await runJob(job('corrupt', { checkpoint: { dir: join(tmp.dir, 'y'), resumeFrom: bad } }));
+    const r2 = await runJob(
+      job('corrupt', { checkpoint: { dir: join(tmp.dir, 'y'), resumeFrom: bad } }),
+    );
     assert.equal((r2.final as { code: string }).code, 'E_CHECKPOINT');
   });
 });

@@ -142,4 +142,13 @@ export class Notification {
   on() {}
 }
 
-export default { app, BrowserWindow, dialog, ipcMain, Notification, powerSaveBlocker, session, shell };
+export default {
+  app,
+  BrowserWindow,
+  dialog,
+  ipcMain,
+  Notification,
+  powerSaveBlocker,
+  session,
+  shell,
+};
