@@ -15,6 +15,9 @@ export const errorCodes = [
   'CONFLICT', // already exists / wrong state
   'OUT_OF_MEMORY',
   'CANCELLED',
+  'NETWORK', // a remote host (Hugging Face) cannot be reached or answered with a server error
+  'ACCESS_DENIED', // a remote host refused: gated model without (or with a wrong) access token
+  'NO_SPACE', // not enough free disk space for a download
   'UNAUTHORIZED', // transport: missing or wrong token / origin
   'INTERNAL', // a bug: the message says what failed
 ] as const;

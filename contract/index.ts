@@ -7,6 +7,7 @@
  */
 import type { z } from 'zod';
 import { datasetsEvents, datasetsMethods } from './datasets.ts';
+import { hubEvents, hubMethods } from './hub.ts';
 import { modelsEvents, modelsMethods } from './models.ts';
 import { runsEvents, runsMethods } from './runs.ts';
 import { systemMethods } from './system.ts';
@@ -14,6 +15,7 @@ import { systemMethods } from './system.ts';
 export * from './errors.ts';
 export * from './define.ts';
 export * from './datasets.ts';
+export * from './hub.ts';
 export * from './models.ts';
 export * from './runs.ts';
 export * from './system.ts';
@@ -24,12 +26,14 @@ export const methods = {
   ...systemMethods,
   ...runsMethods,
   ...datasetsMethods,
+  ...hubMethods,
 } as const;
 
 export const events = {
   ...modelsEvents,
   ...runsEvents,
   ...datasetsEvents,
+  ...hubEvents,
 } as const;
 
 export type Methods = typeof methods;
