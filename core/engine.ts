@@ -7,8 +7,10 @@
  * `<domain>Handlers(...)`, one spread in `handlers` below, a migration if it stores anything.
  */
 import { mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { DatasetLibrary, datasetsHandlers } from './datasets/library.ts';
+import { HubService, hubHandlers } from './hub/service.ts';
+import { fileSecretStore, type SecretStore } from './hub/token.ts';
 import { ModelLibrary, modelsHandlers } from './models/library.ts';
 import { createDispatcher, type Dispatcher } from './rpc/dispatcher.ts';
 import { createEventBus, type EventBus } from './rpc/events.ts';
@@ -25,6 +27,10 @@ export interface EngineOptions {
   dataDir: string;
   /** Reports INTERNAL errors (bugs) somewhere visible; default: stderr. */
   onInternalError?: (method: string, err: unknown) => void;
+  /** Hugging Face base URL; default $OVERNIGHT_HUB_URL, else https://huggingface.co. */
+  hubBaseUrl?: string;
+  /** Where the hub access token lives; default a 0600 file in the data dir (core/hub/token.ts). */
+  secretStore?: SecretStore;
 }
 
 export interface Engine {
@@ -36,6 +42,7 @@ export interface Engine {
   datasets: DatasetLibrary;
   /** Runs: `runs.start()` recovers interrupted runs and starts the queue (long-lived shells call it). */
   runs: RunsService;
+  hub: HubService;
   close(): Promise<void>;
 }
 
@@ -64,11 +71,21 @@ export function createEngine(options: EngineOptions): Engine {
     log: (msg) => console.error(`[runs] ${msg}`),
   });
 
+  const hub = new HubService({
+    dataDir,
+    ...(options.hubBaseUrl !== undefined ? { baseUrl: options.hubBaseUrl } : {}),
+    secrets: options.secretStore ?? fileSecretStore(join(dataDir, 'hub-token')),
+    models,
+    events,
+    device: () => trainingDevice({ backend: 'auto' }, { dataDir, appVersion: appVersion() }),
+  });
+
   const handlers: Handlers = {
     ...modelsHandlers(models),
     ...datasetsHandlers(datasets),
     ...systemHandlers({ dataDir, appVersion: appVersion() }),
     ...runsHandlers(runs, runStore),
+    ...hubHandlers(hub),
   };
 
   const dispatcher = createDispatcher(handlers, {
@@ -88,9 +105,11 @@ export function createEngine(options: EngineOptions): Engine {
     models,
     datasets,
     runs,
+    hub,
     async close() {
       if (closed) return;
       closed = true;
+      await hub.close();
       await runs.close();
       await datasets.dispose();
       await disposeSharedLlama();

@@ -36,6 +36,20 @@ export async function readModelDims(path: string, vocabSizeHint?: number): Promi
     ignoreKeys: IGNORED_KEYS,
     spliceSplitFiles: false,
   });
+  return dimsFromGgufInfo(info, st.size, path, vocabSizeHint);
+}
+
+/** The dimensions from a parsed GGUF header (file or network); `source` names it in errors. */
+export function dimsFromGgufInfo(
+  info: {
+    metadata: unknown;
+    fullTensorInfo?:
+      readonly { name: string; dimensions: readonly (number | bigint)[] }[] | undefined;
+  },
+  weightBytes: number,
+  source: string,
+  vocabSizeHint?: number,
+): ModelDims {
   const md = info.metadata as unknown as Record<string, Record<string, unknown> | undefined>;
   const arch = String((md.general as { architecture?: string } | undefined)?.architecture ?? '');
   const a = (md[arch] ?? {}) as Record<string, unknown>;
@@ -47,7 +61,7 @@ export async function readModelDims(path: string, vocabSizeHint?: number): Promi
   if (layers === null || embd === null || ffn === null || heads === null) {
     throw new OvernightError(
       'INVALID_FILE',
-      `${path}: the GGUF metadata lacks ${arch}.block_count, embedding_length, feed_forward_length or attention.head_count`,
+      `${source}: the GGUF metadata lacks ${arch}.block_count, embedding_length, feed_forward_length or attention.head_count`,
     );
   }
   const tokenEmbd = info.fullTensorInfo?.find((t) => t.name === 'token_embd.weight');
@@ -60,6 +74,6 @@ export async function readModelDims(path: string, vocabSizeHint?: number): Promi
     heads,
     kvHeads: num(attn.head_count_kv) ?? heads,
     vocab,
-    weightBytes: st.size,
+    weightBytes,
   };
 }
