@@ -58,6 +58,7 @@ export default tseslint.config(
       '**/node_modules/**',
       'dist/**',
       'native/build/**',
+      'native/build-*/**',
       'native/llama.cpp/**',
       'test/.cache/**',
       'test/artifacts/**',

@@ -13,6 +13,7 @@ const skipDirs = new Set([
   'node_modules',
   'dist',
   'build',
+  'build-vulkan',
   'llama.cpp',
   '.cache',
   'artifacts',
