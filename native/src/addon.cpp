@@ -123,6 +123,8 @@ public:
             InstanceMethod("detokenize", &TrainerWrap::Detokenize),
             InstanceMethod("cancel", &TrainerWrap::Cancel),
             InstanceMethod("deviceMemory", &TrainerWrap::DeviceMemory),
+            InstanceMethod("memory", &TrainerWrap::Memory),
+            InstanceMethod("placement", &TrainerWrap::Placement),
             InstanceMethod("close", &TrainerWrap::Close),
         });
     }
@@ -173,6 +175,8 @@ private:
         p.seq_len = (int32_t) num(o, "seqLen", 512);
         p.n_threads = (int32_t) num(o, "threads", 0);
         p.n_gpu_layers = (int32_t) num(o, "gpuLayers", 0);
+        p.backward_route = (int32_t) num(o, "backwardRoute", 0);
+        if (p.backward_route < 0 || p.backward_route > 2) throw Napi::TypeError::New(env, "backwardRoute must be 0 (auto), 1 (dequantize) or 2 (OUT_PROD)");
         auto info_out = std::make_shared<ov_model_info>();
         return start(env,
             [this, p, info_out] { return ov_trainer_open(p, &t_, info_out.get()); },
@@ -404,6 +408,48 @@ private:
         auto r = Napi::Object::New(env);
         r.Set("used", (double) used);
         r.Set("total", (double) total);
+        return r;
+    }
+
+    // the trainer's own buffers per device; [] while an operation runs
+    Napi::Value Memory(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        std::vector<ov_memory_entry> m;
+        if (t_ && !busy_) ov_trainer_memory(t_, &m);
+        auto r = Napi::Array::New(env);
+        for (size_t i = 0; i < m.size(); ++i) {
+            auto o = Napi::Object::New(env);
+            o.Set("device", m[i].device);
+            o.Set("weights", (double) m[i].weights);
+            o.Set("lora", (double) m[i].lora);
+            o.Set("compute", (double) m[i].compute);
+            r.Set((uint32_t) i, o);
+        }
+        return r;
+    }
+
+    Napi::Value Placement(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        need_idle(env);
+        ov_placement pl;
+        std::string e = ov_trainer_placement(t_, &pl);
+        if (!e.empty()) throw make_error(env, e);
+        auto r = Napi::Object::New(env);
+        auto nodes = Napi::Object::New(env);
+        for (auto & kv : pl.nodes) nodes.Set(kv.first, (double) kv.second);
+        r.Set("nodes", nodes);
+        auto ops = Napi::Array::New(env);
+        for (size_t i = 0; i < pl.cpu_ops.size(); ++i) {
+            auto o = Napi::Object::New(env);
+            o.Set("op", pl.cpu_ops[i].op);
+            o.Set("reason", pl.cpu_ops[i].reason);
+            o.Set("count", (double) pl.cpu_ops[i].count);
+            ops.Set((uint32_t) i, o);
+        }
+        r.Set("cpuOps", ops);
+        r.Set("nNodes", (double) pl.n_nodes);
+        r.Set("nSplits", (double) pl.n_splits);
+        r.Set("nRouted", (double) pl.n_routed);
         return r;
     }
 

@@ -99,9 +99,15 @@ struct ov_trainer {
     std::vector<ov_lora> loras;
 
     ggml_context * ctx_param = nullptr, * ctx_grad = nullptr, * ctx_moment = nullptr;
-    ggml_backend_buffer_t buf_param = nullptr, buf_grad = nullptr, buf_moment = nullptr;
+    // one buffer per device and kind: a pair lives on the device of its layer's weight
+    std::vector<ggml_backend_buffer_t> bufs_param, bufs_grad, bufs_moment;
     ggml_tensor * adamw_params = nullptr;
     ggml_tensor * grad_scale = nullptr;  // 1 element: the clipping factor the AdamW graph multiplies in
+    // 0, 1, 2, ... (I32, host buffer): the row ids get_rows uses to dequantize a whole weight
+    ggml_context * ctx_aux = nullptr;
+    ggml_backend_buffer_t buf_aux = nullptr;
+    ggml_tensor * iota = nullptr;
+    int64_t n_routed = 0;                // input-gradient products rebuilt by ov_route_backward (last graph)
     int64_t adam_t = 0;
 
     std::vector<ggml_backend_t> backends;
@@ -120,6 +126,8 @@ struct ov_trainer {
 
     std::atomic<bool> cancel{false};
     std::atomic<bool> abort_enabled{false};
+    bool abort_native = false;          // every backend has an abort callback (else: the eval callback)
+    int64_t eval_nodes = 0;             // nodes since the last eval-callback synchronisation
 
     // host-side staging
     std::vector<float> labels_host, mask_host;
@@ -128,6 +136,18 @@ struct ov_trainer {
 static bool ov_abort_cb(void * ud) {
     auto * t = static_cast<ov_trainer *>(ud);
     return t->abort_enabled.load() && t->cancel.load();
+}
+
+// Cancel on backends without an abort callback (Vulkan, Metal in this ggml): the scheduler's
+// eval callback asks for a synchronisation point every 256 nodes (and at once when cancelled);
+// after each one, returning false stops the rest of that split, and every later split stops at
+// its first node. ov_run_window then reports E_CANCELLED (the partial results are discarded
+// exactly as after a CPU abort: accumulators are zeroed at the next step's start).
+static bool ov_eval_cb(ggml_tensor *, bool ask, void * ud) {
+    auto * t = static_cast<ov_trainer *>(ud);
+    const bool stop = t->abort_enabled.load() && t->cancel.load();
+    if (ask) return stop || (++t->eval_nodes % 256) == 0;
+    return !stop;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,6 +268,54 @@ static int64_t ov_bucket(int64_t T, int64_t n_kept) {
     return std::min<int64_t>(T, ((std::max<int64_t>(n_kept, 1) + g - 1) / g) * g);
 }
 
+// Backend-neutral backward through frozen weights (issue #10). ggml's autodiff writes the input
+// gradient of y = mul_mat(W, x) as OUT_PROD(W, transpose(dY)). Only the CPU backend has OUT_PROD
+// with a quantized/F16/BF16 first operand, and Vulkan's OUT_PROD also needs a contiguous second
+// operand, so on a GPU backend every such node (one per linear layer and per attention product)
+// would be scheduled on the CPU, with the weight copied there on every window.
+// The route rewrites each such node in place into ops every backend has:
+//     dX = mul_mat(cont(transpose(Wf)), dY),   Wf = W if F32, else get_rows(W, 0..rows-1) (F32)
+// The dequantized copy Wf and its transpose exist only in the backward graph, right before the
+// one product that reads them: the allocator frees them after that node, so at most one weight's
+// transient copy is alive at a time (2 x rows x cols x 4 bytes for the largest weight, i.e. the
+// output projection). The forward keeps mul_mat(W, x) on the quantized kernel.
+// Which nodes: route 1 = all; route 0 (auto) = products whose first operand is a weight in a
+// non-host (device) buffer, plus every other transposed-operand OUT_PROD when a GPU backend is
+// in use; on the CPU, OUT_PROD (with patch 0002) stays. Equality with OUT_PROD: quant-grad tests.
+static bool ov_route_wanted(ov_trainer * t, ggml_tensor * w) {
+    if (t->params.backward_route == 1) return true;
+    if (t->params.backward_route == 2) return false;
+    ggml_tensor * base = w->view_src ? w->view_src : w;
+    if (base->buffer) return !ggml_backend_buffer_is_host(base->buffer);
+    return t->backends.size() > 1;  // an intermediate tensor: the route whenever a GPU backend runs
+}
+
+static int64_t ov_route_backward(ov_trainer * t, ggml_context * ctx, ggml_cgraph * g) {
+    int64_t n = 0;
+    const int n_nodes = ggml_graph_n_nodes(g);
+    for (int i = 0; i < n_nodes; ++i) {
+        ggml_tensor * node = ggml_graph_node(g, i);
+        if (node->op != GGML_OP_OUT_PROD) continue;
+        ggml_tensor * w = node->src[0];
+        ggml_tensor * gt = node->src[1];
+        if (!gt || gt->op != GGML_OP_TRANSPOSE || !gt->src[0]) continue;   // a weight gradient, not an input gradient
+        if (!ov_route_wanted(t, w)) continue;
+        ggml_tensor * wf = w;
+        if (w->type != GGML_TYPE_F32) {
+            if (!ggml_is_matrix(w) || !t->iota || w->ne[1] > t->iota->ne[0]) continue;  // model weights are 2-D
+            wf = ggml_get_rows(ctx, w, ggml_view_1d(ctx, t->iota, w->ne[1], 0));    // [cols, rows] F32
+        }
+        ggml_tensor * wt = ggml_cont(ctx, ggml_transpose(ctx, wf));                  // [rows, cols]
+        // node := mul_mat(wt, dY): same shape [cols, T, ...] as OUT_PROD(W, dY^T), same broadcast
+        node->op = GGML_OP_MUL_MAT;
+        memset(node->op_params, 0, sizeof(node->op_params));
+        node->src[0] = wt;
+        node->src[1] = gt->src[0];
+        ++n;
+    }
+    return n;
+}
+
 static std::string ov_build_graph(ov_trainer * t, int64_t n_out, ov_graph ** out) {
     llama_model & M = *t->model;
     const llama_hparams & hp = M.hparams;
@@ -355,22 +423,35 @@ static std::string ov_build_graph(ov_trainer * t, int64_t n_out, ov_graph ** out
     ggml_build_forward_expand(G->gf, G->loss);
     const int n_fwd = ggml_graph_n_nodes(G->gf);
 
-    G->gb = ggml_graph_dup(ctx, G->gf, /*force_grads =*/ true);
-    ggml_build_backward_expand(ctx, G->gb, /*grad_accs =*/ nullptr);
-    G->loss_grad = ggml_graph_get_grad_acc(G->gb, G->loss);
+    ggml_cgraph * gad = ggml_graph_dup(ctx, G->gf, /*force_grads =*/ true);
+    ggml_build_backward_expand(ctx, gad, /*grad_accs =*/ nullptr);
+    G->loss_grad = ggml_graph_get_grad_acc(gad, G->loss);
     *out = G;  // owned by the caller from here on, also on error
     if (!G->loss_grad) return fmt_err("E_INTERNAL", "backward graph has no loss gradient");
     ggml_set_input(G->loss_grad);
+    std::vector<std::pair<ggml_tensor *, ggml_tensor *>> grads;
     for (auto & l : t->loras) {
-        ggml_tensor * da = ggml_graph_get_grad(G->gb, l.a);
-        ggml_tensor * db = ggml_graph_get_grad(G->gb, l.b);
+        ggml_tensor * da = ggml_graph_get_grad(gad, l.a);
+        ggml_tensor * db = ggml_graph_get_grad(gad, l.b);
         if (!da || !db) return fmt_err("E_INTERNAL", "no gradient reaches %s", l.name.c_str());
-        ggml_build_forward_expand(G->gb, ggml_add_inplace(ctx, l.ga, da));
-        ggml_build_forward_expand(G->gb, ggml_add_inplace(ctx, l.gb, db));
+        grads.emplace_back(da, db);
+    }
+    t->n_routed = ov_route_backward(t, ctx, gad);
+    if (t->n_routed > 0) {
+        // the rewritten nodes have new sources: re-expand in autodiff's order, so each new
+        // get_rows/transpose lands right before the one product that reads it
+        G->gb = ggml_new_graph_custom(ctx, graph_size, /*grads =*/ false);
+        for (int i = 0; i < ggml_graph_n_nodes(gad); ++i) ggml_build_forward_expand(G->gb, ggml_graph_node(gad, i));
+    } else {
+        G->gb = gad;
+    }
+    for (size_t i = 0; i < t->loras.size(); ++i) {
+        ggml_build_forward_expand(G->gb, ggml_add_inplace(ctx, t->loras[i].ga, grads[i].first));
+        ggml_build_forward_expand(G->gb, ggml_add_inplace(ctx, t->loras[i].gb, grads[i].second));
     }
     const int n_bwd = ggml_graph_n_nodes(G->gb);
-    ov_log("graph for %lld output rows: %d forward nodes, %d forward+backward nodes, budget %zu (defect 3: sized from the graph, not the inference budget)",
-           (long long) n_out, n_fwd, n_bwd, graph_size);
+    ov_log("graph for %lld output rows: %d forward nodes, %d forward+backward nodes, budget %zu (defect 3: sized from the graph, not the inference budget); %lld input gradients through the dequantize+mul_mat route",
+           (long long) n_out, n_fwd, n_bwd, graph_size, (long long) t->n_routed);
     return "";
 }
 
@@ -424,6 +505,7 @@ static std::string ov_build_graphs(ov_trainer * t) {
     }
 
     t->sched = ggml_backend_sched_new(t->backends.data(), nullptr, (int) t->backends.size(), t->graph_size, false, true);
+    if (!t->abort_native) ggml_backend_sched_set_eval_callback(t->sched, ov_eval_cb, t);
     if (!ggml_backend_sched_reserve(t->sched, G->gb)) {
         return fmt_err("E_OOM", "cannot reserve compute buffers for sequence length %lld (try a shorter sequence)", (long long) t->T);
     }
@@ -530,6 +612,16 @@ std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_mode
     ggml_backend_cpu_set_n_threads(t->backend_cpu, n_threads);
     ggml_backend_cpu_set_abort_callback(t->backend_cpu, ov_abort_cb, t);
     t->backends.push_back(t->backend_cpu);
+    // abort callbacks on every backend that has one (looked up through its registry)
+    t->abort_native = true;
+    for (auto * be : t->backends) {
+        if (be == t->backend_cpu) continue;
+        ggml_backend_dev_t dev = ggml_backend_get_device(be);
+        ggml_backend_reg_t reg = dev ? ggml_backend_dev_backend_reg(dev) : nullptr;
+        auto * set_abort = reg ? (ggml_backend_set_abort_callback_t) ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_abort_callback") : nullptr;
+        if (set_abort) set_abort(be, ov_abort_cb, t);
+        else t->abort_native = false;
+    }
 
     // LoRA tensors: params, grad accumulators and moments in three separate buffers, so that
     // zeroing the accumulators (defect 1) can never touch the AdamW moments.
@@ -584,19 +676,45 @@ std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_mode
     t->grad_scale = ggml_new_tensor_1d(t->ctx_moment, GGML_TYPE_F32, 1);
     ggml_set_name(t->grad_scale, "grad_scale");
 
-    // Buffers live on the device of the first layer's weights (CPU unless offloaded).
-    ggml_backend_buffer_type_t buft = ggml_backend_cpu_buffer_type();
-    if (p.n_gpu_layers > 0 && t->backends.size() > 1) {
-        buft = ggml_backend_get_default_buffer_type(t->backends[0]);
-        ov_log("LoRA tensors on %s (offloaded run)", ggml_backend_buft_name(buft));
+    // Every pair (A, B, their accumulators and moments) lives on the device of its layer's
+    // weight: the weight's buffer type when that is a device buffer, the CPU's otherwise. The
+    // two AdamW scalars tensors stay on the CPU (the scheduler copies them where needed).
+    std::map<ggml_tensor *, ggml_backend_buffer_type_t> place;
+    for (auto & l : t->loras) {
+        ggml_backend_buffer_type_t bt = ggml_backend_cpu_buffer_type();
+        if (l.w->buffer && !ggml_backend_buffer_is_host(l.w->buffer)) bt = ggml_backend_buffer_get_type(l.w->buffer);
+        for (ggml_tensor * x : { l.a, l.b, l.ga, l.gb, l.ma, l.va, l.mb, l.vb }) place[x] = bt;
     }
-    t->buf_param = ggml_backend_alloc_ctx_tensors_from_buft(t->ctx_param, buft);
-    t->buf_grad = ggml_backend_alloc_ctx_tensors_from_buft(t->ctx_grad, buft);
-    t->buf_moment = ggml_backend_alloc_ctx_tensors_from_buft(t->ctx_moment, buft);
-    if (!t->buf_param || !t->buf_grad || !t->buf_moment) return fail(fmt_err("E_OOM", "cannot allocate LoRA buffers"));
-    ggml_backend_buffer_clear(t->buf_param, 0);
-    ggml_backend_buffer_clear(t->buf_grad, 0);
-    ggml_backend_buffer_clear(t->buf_moment, 0);
+    std::map<std::string, int> n_on;
+    for (auto & l : t->loras) n_on[ggml_backend_buft_name(place[l.a])]++;
+    if (n_on.size() > 1 || n_on.count(ggml_backend_buft_name(ggml_backend_cpu_buffer_type())) == 0) {
+        for (auto & kv : n_on) ov_log("%d LoRA pairs on %s", kv.second, kv.first.c_str());
+    }
+    auto alloc_by_device = [&](ggml_context * ctx, std::vector<ggml_backend_buffer_t> & bufs) {
+        std::map<ggml_backend_buffer_type_t, std::vector<ggml_tensor *>> groups;
+        for (ggml_tensor * x = ggml_get_first_tensor(ctx); x; x = ggml_get_next_tensor(ctx, x)) {
+            auto it = place.find(x);
+            groups[it == place.end() ? ggml_backend_cpu_buffer_type() : it->second].push_back(x);
+        }
+        for (auto & g : groups) {
+            const size_t align = ggml_backend_buft_get_alignment(g.first);
+            size_t size = 0;
+            for (ggml_tensor * x : g.second) size += GGML_PAD(ggml_backend_buft_get_alloc_size(g.first, x), align);
+            ggml_backend_buffer_t buf = ggml_backend_buft_alloc_buffer(g.first, size);
+            if (!buf) return false;
+            bufs.push_back(buf);
+            ggml_tallocr ta = ggml_tallocr_new(buf);
+            for (ggml_tensor * x : g.second) {
+                if (ggml_tallocr_alloc(&ta, x) != GGML_STATUS_SUCCESS) return false;
+            }
+            ggml_backend_buffer_clear(buf, 0);
+        }
+        return true;
+    };
+    if (!alloc_by_device(t->ctx_param, t->bufs_param) || !alloc_by_device(t->ctx_grad, t->bufs_grad) ||
+        !alloc_by_device(t->ctx_moment, t->bufs_moment)) {
+        return fail(fmt_err("E_OOM", "cannot allocate LoRA buffers"));
+    }
     const float one = 1.0f;
     ggml_backend_tensor_set(t->grad_scale, &one, 0, sizeof(float));
 
@@ -612,6 +730,23 @@ std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_mode
         ggml_backend_tensor_set(l.a, a.data(), 0, a.size() * sizeof(float));
     }
     t->lora_scale = p.alpha / (float) p.rank;
+
+    // row ids 0..rows-1 for the dequantize route (ov_route_backward); rows = the largest weight's
+    {
+        int64_t rows = out_w->ne[1];
+        for (int64_t il = 0; il < hp.n_layer(); ++il) {
+            for (const char * tg : k_all_targets) rows = std::max(rows, ov_target_weight(M.layers[il], tg)->ne[1]);
+        }
+        ggml_init_params ip = { 2 * ggml_tensor_overhead(), nullptr, true };
+        t->ctx_aux = ggml_init(ip);
+        t->iota = ggml_new_tensor_1d(t->ctx_aux, GGML_TYPE_I32, rows);
+        ggml_set_name(t->iota, "ov_row_ids");
+        t->buf_aux = ggml_backend_alloc_ctx_tensors_from_buft(t->ctx_aux, ggml_backend_cpu_buffer_type());
+        if (!t->buf_aux) return fail(fmt_err("E_OOM", "cannot allocate the row-id buffer"));
+        std::vector<int32_t> ids((size_t) rows);
+        for (int64_t i = 0; i < rows; ++i) ids[(size_t) i] = (int32_t) i;
+        ggml_backend_tensor_set(t->iota, ids.data(), 0, ids.size() * sizeof(int32_t));
+    }
 
     err = ov_build_graphs(t);
     if (!err.empty()) return fail(err);
@@ -648,9 +783,11 @@ void ov_trainer_free(ov_trainer * t) {
     if (t->sched) ggml_backend_sched_free(t->sched);
     for (auto & kv : t->graphs) ov_graph_free(kv.second);
     if (t->ctx_opt) ggml_free(t->ctx_opt);
-    if (t->buf_param) ggml_backend_buffer_free(t->buf_param);
-    if (t->buf_grad) ggml_backend_buffer_free(t->buf_grad);
-    if (t->buf_moment) ggml_backend_buffer_free(t->buf_moment);
+    for (auto * b : t->bufs_param) ggml_backend_buffer_free(b);
+    for (auto * b : t->bufs_grad) ggml_backend_buffer_free(b);
+    for (auto * b : t->bufs_moment) ggml_backend_buffer_free(b);
+    if (t->buf_aux) ggml_backend_buffer_free(t->buf_aux);
+    if (t->ctx_aux) ggml_free(t->ctx_aux);
     if (t->ctx_param) ggml_free(t->ctx_param);
     if (t->ctx_grad) ggml_free(t->ctx_grad);
     if (t->ctx_moment) ggml_free(t->ctx_moment);
@@ -773,10 +910,11 @@ static std::string ov_run_window(ov_trainer * t, const ov_window & w, int64_t n_
         const float one = 1.0f;
         ggml_backend_tensor_set(G->loss_grad, &one, 0, sizeof(float));
     }
+    if (t->cancel.load()) return fmt_err("E_CANCELLED", "cancelled");  // between graph evaluations
     t->abort_enabled.store(true);
     const ggml_status st = ggml_backend_sched_graph_compute(t->sched, g);
     t->abort_enabled.store(false);
-    if (st == GGML_STATUS_ABORTED) return fmt_err("E_CANCELLED", "cancelled");
+    if (st == GGML_STATUS_ABORTED || (!t->abort_native && t->cancel.load())) return fmt_err("E_CANCELLED", "cancelled");
     if (st != GGML_STATUS_SUCCESS) return fmt_err("E_COMPUTE", "graph compute failed (status %d)", (int) st);
     if (loss_out) ggml_backend_tensor_get(G->loss, loss_out, 0, sizeof(float));
     return "";
@@ -828,7 +966,7 @@ std::string ov_trainer_step(ov_trainer * t, const std::vector<ov_window> & mbs, 
     if (t->cancel.load()) return fmt_err("E_CANCELLED", "cancelled");
 
     // defect 1: zero the accumulators at the start of every accumulation cycle (moments untouched)
-    ggml_backend_buffer_clear(t->buf_grad, 0);
+    for (auto * b : t->bufs_grad) ggml_backend_buffer_clear(b, 0);
     double loss = 0.0;
     for (size_t i = 0; i < mbs.size(); ++i) {
         if (kept[i] == 0) continue;
@@ -867,7 +1005,7 @@ std::string ov_trainer_grad(ov_trainer * t, const ov_window & w, ov_step_result 
     std::string e = ov_check_window(t, w, &kept);
     if (!e.empty()) return e;
     if (kept == 0) return fmt_err("E_NO_TOKENS", "no trained tokens in this window");
-    ggml_backend_buffer_clear(t->buf_grad, 0);
+    for (auto * b : t->bufs_grad) ggml_backend_buffer_clear(b, 0);
     float l = 0.0f;
     e = ov_run_window(t, w, kept, (double) kept, /*backward =*/ true, &l);
     if (!e.empty()) return e;
@@ -1121,6 +1259,73 @@ void ov_trainer_device_memory(ov_trainer * t, int64_t * used, int64_t * total) {
         *used += (int64_t) (tot - fr);
         *total += (int64_t) tot;
     }
+}
+
+static bool ov_is_view_op(ggml_op op) {
+    return op == GGML_OP_NONE || op == GGML_OP_VIEW || op == GGML_OP_RESHAPE || op == GGML_OP_PERMUTE || op == GGML_OP_TRANSPOSE;
+}
+
+std::string ov_trainer_placement(ov_trainer * t, ov_placement * out) {
+    *out = ov_placement{};
+    ov_graph * G = nullptr;
+    std::string e = ov_get_graph(t, t->T, &G);
+    if (!e.empty()) return e;
+    if (!ov_sched_alloc(t, G->ctx, G->gb)) return fmt_err("E_OOM", "cannot allocate the training graph");
+    const bool gpu = t->backends.size() > 1;
+    std::map<std::string, int64_t> per;
+    std::map<std::pair<std::string, std::string>, int64_t> cpu;
+    for (int i = 0; i < ggml_graph_n_nodes(G->gb); ++i) {
+        ggml_tensor * n = ggml_graph_node(G->gb, i);
+        if (ov_is_view_op(n->op)) continue;
+        ggml_backend_t be = ggml_backend_sched_get_tensor_backend(t->sched, n);
+        per[be ? ggml_backend_name(be) : "?"]++;
+        out->n_nodes++;
+        if (!gpu || be != t->backend_cpu) continue;
+        std::string op = ggml_op_desc(n);
+        for (int j = 0; j < GGML_MAX_SRC && n->src[j]; ++j) op += (j ? "," : " (") + std::string(ggml_type_name(n->src[j]->type));
+        op += n->src[0] ? ")" : "";
+        std::string reason;
+        for (auto * b : t->backends) {
+            if (b == t->backend_cpu) continue;
+            if (!ggml_backend_supports_op(b, n)) {
+                reason = std::string("not supported by ") + ggml_backend_name(b);
+                break;
+            }
+        }
+        if (reason.empty()) {
+            const bool host_weight = n->op == GGML_OP_GET_ROWS && n->src[0]->buffer && ggml_backend_buffer_is_host(n->src[0]->buffer) &&
+                                     ggml_backend_buffer_get_usage(n->src[0]->buffer) == GGML_BACKEND_BUFFER_USAGE_WEIGHTS;
+            reason = host_weight ? "input embedding lookup: llama.cpp keeps the token embeddings in host memory"
+                                 : "supported by the GPU backend, scheduled on the CPU (its inputs live there)";
+        }
+        cpu[{ op, reason }]++;
+    }
+    for (auto & kv : per) out->nodes.emplace_back(kv.first, kv.second);
+    for (auto & kv : cpu) out->cpu_ops.push_back({ kv.first.first, kv.first.second, kv.second });
+    out->n_splits = ggml_backend_sched_get_n_splits(t->sched);
+    out->n_routed = t->n_routed;
+    return "";
+}
+
+static std::string ov_buft_device(ggml_backend_buffer_type_t bt) {
+    ggml_backend_dev_t dev = ggml_backend_buft_get_device(bt);
+    if (dev && ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_CPU && !ggml_backend_buft_is_host(bt)) return ggml_backend_dev_name(dev);
+    return "CPU";
+}
+
+void ov_trainer_memory(ov_trainer * t, std::vector<ov_memory_entry> * out) {
+    std::map<std::string, ov_memory_entry> m;
+    for (auto & kv : t->model->memory_breakdown()) m[ov_buft_device(kv.first)].weights += (int64_t) kv.second;
+    for (auto * v : { &t->bufs_param, &t->bufs_grad, &t->bufs_moment }) {
+        for (auto * b : *v) m[ov_buft_device(ggml_backend_buffer_get_type(b))].lora += (int64_t) ggml_backend_buffer_get_size(b);
+    }
+    if (t->sched) {
+        for (auto * be : t->backends) {
+            m[ov_buft_device(ggml_backend_get_default_buffer_type(be))].compute += (int64_t) ggml_backend_sched_get_buffer_size(t->sched, be);
+        }
+    }
+    out->clear();
+    for (auto & kv : m) { kv.second.device = kv.first; out->push_back(kv.second); }
 }
 
 // ---------------------------------------------------------------------------------------------

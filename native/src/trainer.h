@@ -39,6 +39,10 @@ struct ov_open_params {
     int32_t  seq_len    = 512;
     int32_t  n_threads  = 0;           // 0 = hardware threads
     int32_t  n_gpu_layers = 0;
+    // Input gradient of mul_mat(W, x) through a frozen weight (see ov_route_backward):
+    // 0 = auto (the graph-level route where the weight lives on a non-CPU backend, OUT_PROD on
+    // the CPU), 1 = always the graph-level route, 2 = always OUT_PROD (ggml's autodiff as is).
+    int32_t  backward_route = 0;
 };
 
 struct ov_model_info {
@@ -102,5 +106,18 @@ std::string ov_trainer_reference_loss(ov_trainer * t, const ov_window & w, doubl
 std::string ov_trainer_tokenize(ov_trainer * t, const std::string & text, bool add_special, std::vector<int32_t> * out);
 std::string ov_trainer_detokenize(ov_trainer * t, const std::vector<int32_t> & toks, std::string * out);
 void        ov_trainer_device_memory(ov_trainer * t, int64_t * used, int64_t * total);  // -1 when unknown
+// Where the training graph runs: nodes per backend, and every op on the CPU while a GPU backend
+// is in use, with the reason (grouped by op and reason). Plans the full-length training graph.
+struct ov_placement_op { std::string op, reason; int64_t count = 0; };
+struct ov_placement {
+    std::vector<std::pair<std::string, int64_t>> nodes;  // backend name -> compute nodes of the training graph
+    std::vector<ov_placement_op> cpu_ops;
+    int64_t n_nodes = 0, n_splits = 0, n_routed = 0;
+};
+std::string ov_trainer_placement(ov_trainer * t, ov_placement * out);
+// The trainer's own buffers per device (bytes): model weights, LoRA (params + accumulators +
+// AdamW moments), and the scheduler's compute buffer (the largest graph planned so far).
+struct ov_memory_entry { std::string device; int64_t weights = 0, lora = 0, compute = 0; };
+void        ov_trainer_memory(ov_trainer * t, std::vector<ov_memory_entry> * out);
 // Peak dense matmul throughput of the CPU backend, measured with ggml (GFLOP/s).
 double      ov_bench_matmul_gflops(int n, int n_threads, int reps);

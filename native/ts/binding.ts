@@ -39,7 +39,15 @@ export interface OpenOptions {
   seqLen: number;
   threads?: number;
   gpuLayers?: number;
+  /**
+   * How the input gradient of a product with a frozen weight is built (native/src/trainer.cpp,
+   * ov_route_backward): 'auto' = dequantize + mul_mat where the weight lives on a GPU, OUT_PROD
+   * on the CPU; 'dequant' / 'outprod' force one route everywhere (tests, benchmarks).
+   */
+  backwardRoute?: BackwardRoute;
 }
+export type BackwardRoute = 'auto' | 'dequant' | 'outprod';
+const BACKWARD_ROUTES: Record<BackwardRoute, number> = { auto: 0, dequant: 1, outprod: 2 };
 
 export interface ModelInfo {
   arch: string;
@@ -87,6 +95,30 @@ export interface ProbeOptions {
   seed?: number;
 }
 
+/** The trainer's own buffers on one device (bytes). */
+export interface MemoryEntry {
+  /** 'CPU' or the ggml device name, e.g. 'Vulkan0', 'CUDA0'. */
+  device: string;
+  /** Model weights loaded there. */
+  weights: number;
+  /** LoRA A/B, gradient accumulators and AdamW moments. */
+  lora: number;
+  /** The scheduler's compute buffer (sized for the largest graph planned so far). */
+  compute: number;
+}
+
+/** Where the full-length training graph runs (forward + backward + accumulation). */
+export interface Placement {
+  /** Backend name (e.g. 'CPU', 'Vulkan0') -> compute nodes assigned to it. */
+  nodes: Record<string, number>;
+  /** Ops on the CPU while a GPU backend is in use, grouped by op (with source types) and reason. */
+  cpuOps: { op: string; reason: string; count: number }[];
+  nNodes: number;
+  nSplits: number;
+  /** Input gradients built by the dequantize + mul_mat route instead of OUT_PROD. */
+  nRouted: number;
+}
+
 export type TensorKind = 'a' | 'b' | 'grad_a' | 'grad_b' | 'm_a' | 'v_a' | 'm_b' | 'v_b';
 
 interface RawTrainer {
@@ -106,6 +138,8 @@ interface RawTrainer {
   detokenize(t: Int32Array): string;
   cancel(on?: boolean): void;
   deviceMemory(): { used: number; total: number };
+  memory(): MemoryEntry[];
+  placement(): Placement;
   close(): void;
 }
 interface RawAddon {
@@ -173,6 +207,7 @@ export class Trainer {
       seqLen: o.seqLen,
       threads: o.threads ?? 0,
       gpuLayers: o.gpuLayers ?? 0,
+      backwardRoute: o.backwardRoute ?? 'auto',
     };
   }
 
@@ -194,8 +229,19 @@ export class Trainer {
       }
     }
     if (opt.seed > 2 ** 53) throw new NativeError('E_CONFIG', 'seed is too large');
+    const route = BACKWARD_ROUTES[opt.backwardRoute];
+    if (route === undefined) {
+      throw new NativeError(
+        'E_CONFIG',
+        `backwardRoute must be one of ${Object.keys(BACKWARD_ROUTES).join(', ')} (got ${String(opt.backwardRoute)})`,
+      );
+    }
     t.info = await call(() =>
-      t.raw.open({ ...opt, gpuLayers: opt.gpuLayers < 0 ? 999 : opt.gpuLayers }),
+      t.raw.open({
+        ...opt,
+        gpuLayers: opt.gpuLayers < 0 ? 999 : opt.gpuLayers,
+        backwardRoute: route,
+      }),
     );
     return t;
   }
@@ -265,6 +311,14 @@ export class Trainer {
   deviceMemory(): { used: number; total: number } | null {
     const m = this.raw.deviceMemory();
     return m.total < 0 ? null : m;
+  }
+  /** The trainer's own buffers per device ([] while an operation runs). */
+  memory(): MemoryEntry[] {
+    return this.raw.memory();
+  }
+  /** Plans the full-length training graph and reports where its nodes run. */
+  placement(): Placement {
+    return sync(() => this.raw.placement());
   }
   close(): void {
     sync(() => this.raw.close());
