@@ -1,0 +1,104 @@
+/**
+ * Issue #8 item 1, as a user meets it: a chat dataset whose answers are mostly 2-3 words with a
+ * few long ones, sequence length 256, a validation share of 0.3 and a validation pass after every
+ * step. Short and long answers put the training and the validation windows in different
+ * output-row buckets, so the trainer evaluates a bucket before or after it trains on it — the
+ * order that used to abort the training process in get_rows (SIGABRT) at step 1. Through the
+ * whole engine (real datasets domain, real training process), the run must complete with a
+ * validation loss at every step and no retry.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Run } from '../../contract/index.ts';
+import { createEngine, type Engine } from '../../core/engine.ts';
+import { tinyModel } from '../fixtures/tiny-model.ts';
+
+const words = 'amber basil cedar dune ember fjord grove heath inlet juniper kelp lark moss'.split(
+  ' ',
+);
+
+/** Record i: a short question; most answers 2-3 words, every fifth 40-90 words. */
+function record(i: number): string {
+  const long = i % 5 === 4;
+  const n = long ? 40 + ((i * 17) % 51) : 2 + (i % 2);
+  const answer = Array.from({ length: n }, (_, k) => words[(i + k * 3) % words.length]).join(' ');
+  return JSON.stringify({
+    messages: [
+      { role: 'user', content: `Name ${n} words for item ${i}.` },
+      { role: 'assistant', content: answer },
+    ],
+  });
+}
+
+let dir: string;
+let engine: Engine;
+let modelId: string;
+let datasetId: string;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'overnight-'));
+  engine = createEngine({ dataDir: join(dir, 'data') });
+  modelId = (await engine.models.add((await tinyModel({ type: 'q8_0' })).path)).id;
+  const file = join(dir, 'mixed.jsonl');
+  writeFileSync(file, Array.from({ length: 40 }, (_, i) => record(i)).join('\n') + '\n');
+  const r = await engine.datasets.import({ path: file });
+  assert.ok(r.status === 'imported');
+  datasetId = r.dataset.id;
+});
+after(async () => {
+  await engine.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('validation on fresh output-row buckets (real trainer)', { timeout: 600_000 }, () => {
+  it('mixed answer lengths, seq 256, validation 0.3 after every step: completes with no retry', async () => {
+    let id = '';
+    const settled = new Promise<Run>((resolve) => {
+      const off = engine.events.subscribe('runs.state', (r) => {
+        if (r.id !== id || !['completed', 'failed', 'cancelled', 'interrupted'].includes(r.state))
+          return;
+        off();
+        resolve(r);
+      });
+    });
+    const steps = 4;
+    const created = await engine.runs.create({
+      model: modelId,
+      dataset: datasetId,
+      preset: 'custom',
+      loraRank: 4,
+      loraAlpha: 8,
+      learningRate: 1e-3,
+      lrSchedule: 'constant',
+      warmupSteps: 0,
+      effectiveBatch: 1,
+      gradAccumulation: 1,
+      sequenceLength: 256,
+      validationShare: 0.3,
+      evalInterval: 1,
+      maxSteps: steps,
+      checkpointInterval: 1000,
+      earlyStopping: false,
+      finalAdapter: 'last',
+      threads: 2,
+    });
+    id = created.id;
+    const run = await settled;
+    assert.equal(run.state, 'completed', run.stateReason ?? '');
+    assert.equal(run.retries, 0, 'no retry: the first training process ran the whole run');
+    const metrics = await engine.dispatcher.call('runs.metrics', { id });
+    assert.deepEqual(
+      metrics.map((m) => m.step),
+      Array.from({ length: steps }, (_, i) => i + 1),
+    );
+    const { evals } = await engine.dispatcher.call('runs.show', { id });
+    for (let s = 1; s <= steps; s++) {
+      const e = evals.find((x) => x.step === s);
+      assert.ok(e, `a validation loss at step ${s}`);
+      assert.ok(Number.isFinite(e.valLoss), `finite validation loss at step ${s}: ${e.valLoss}`);
+    }
+  });
+});
