@@ -1,13 +1,16 @@
 #!/usr/bin/env node
-// Builds the Overnight native addon (native/build/Release/overnight_native.node).
+// Builds the Overnight native addon: native/build/Release/overnight_native.node (CPU, the
+// default) or, for a GPU backend, native/build-<backend>/Release/overnight_native.node beside it
+// (the binding picks one at load time: native/ts/binding.ts).
 //
 // 1. Extract llama.cpp from the git bundle shipped inside node-llama-cpp (same release as the
 //    inference runtime) into native/llama.cpp. No network.
 // 2. Reset that tree and apply native/patches/*.patch in name order.
 // 3. Configure native/CMakeLists.txt with CMake (static llama/ggml + our addon) and build it.
 //
-// Backend: OVERNIGHT_GPU (or `npm config set overnight_gpu ...`, seen as npm_config_overnight_gpu)
-//   cpu (default) | cuda | vulkan | metal  -> GGML_CUDA / GGML_VULKAN / GGML_METAL.
+// Backend: OVERNIGHT_GPU (or `npm config set overnight_gpu ...`, seen as npm_config_overnight_gpu,
+// or `--backend <name>`) cpu (default) | cuda | vulkan | metal -> GGML_CUDA / GGML_VULKAN /
+// GGML_METAL, each in its own build folder (native/build for cpu, native/build-<name> otherwise).
 // Other knobs: OVERNIGHT_NATIVE_JOBS (parallel jobs, default = cores), OVERNIGHT_SKIP_NATIVE=1
 // (skip entirely), OVERNIGHT_GGML_NATIVE=0 (portable build without -march=native).
 // Incremental: a stamp hashes patches + addon sources + options; a match skips the build.
@@ -23,11 +26,9 @@ import { fileURLToPath } from 'node:url';
 const nativeDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const rootDir = join(nativeDir, '..');
 const srcDir = join(nativeDir, 'llama.cpp');
-const buildDir = join(nativeDir, 'build');
 const patchesDir = join(nativeDir, 'patches');
-const output = join(buildDir, 'Release', 'overnight_native.node');
-const stampFile = join(buildDir, 'overnight.stamp');
 const force = process.argv.includes('--force');
+const backendArg = process.argv.indexOf('--backend');
 const require = createRequire(join(rootDir, 'package.json'));
 
 function log(msg) {
@@ -50,6 +51,7 @@ if (process.env.OVERNIGHT_SKIP_NATIVE === '1') {
 }
 
 const gpu = (
+  (backendArg > 0 ? process.argv[backendArg + 1] : undefined) ??
   process.env.OVERNIGHT_GPU ??
   process.env.npm_config_overnight_gpu ??
   'cpu'
@@ -62,6 +64,18 @@ const backendFlags = {
 }[gpu];
 if (!backendFlags) fail(`OVERNIGHT_GPU=${gpu}: expected one of cpu, cuda, vulkan, metal`);
 if (gpu !== 'metal' && process.platform === 'darwin') backendFlags.push('-DGGML_METAL=OFF');
+// OVERNIGHT_GPU / npm config (not --backend) selects a GPU addon *in addition to* the CPU one:
+// the tests and the default engine path load the CPU addon, so it is built first.
+if (gpu !== 'cpu' && backendArg < 0) {
+  const self = fileURLToPath(import.meta.url);
+  const args = [self, '--backend', 'cpu', ...(force ? ['--force'] : [])];
+  const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
+  if (r.status !== 0) fail('the CPU addon build failed');
+}
+const buildDir = join(nativeDir, gpu === 'cpu' ? 'build' : `build-${gpu}`);
+const output = join(buildDir, 'Release', 'overnight_native.node');
+const stampFile = join(buildDir, 'overnight.stamp');
+const startedAt = Date.now();
 const ggmlNative = process.env.OVERNIGHT_GGML_NATIVE !== '0';
 const jobs = Number(process.env.OVERNIGHT_NATIVE_JOBS ?? cpus().length) || 1;
 
@@ -168,4 +182,4 @@ run('cmake', [
 if (!existsSync(output)) fail(`build finished but ${output} is missing`);
 writeBuildInfo();
 writeFileSync(stampFile, stamp);
-log(`built ${output}`);
+log(`built ${output} in ${((Date.now() - startedAt) / 1000).toFixed(0)} s`);

@@ -45,6 +45,11 @@ export interface OpenOptions {
    * on the CPU; 'dequant' / 'outprod' force one route everywhere (tests, benchmarks).
    */
   backwardRoute?: BackwardRoute;
+  /**
+   * Which addon (ggml build) trains: default OVERNIGHT_TRAINER_BACKEND, else 'cpu'. With a GPU
+   * backend, gpuLayers defaults to -1 (every layer on the GPU).
+   */
+  backend?: TrainerBackend;
 }
 export type BackwardRoute = 'auto' | 'dequant' | 'outprod';
 const BACKWARD_ROUTES: Record<BackwardRoute, number> = { auto: 0, dequant: 1, outprod: 2 };
@@ -148,26 +153,63 @@ interface RawAddon {
   peakRss(): number;
 }
 
-export const ADDON_PATH = join(
-  dirname(fileURLToPath(import.meta.url)),
-  '..',
-  'build',
-  'Release',
-  'overnight_native.node',
-);
+/**
+ * One addon per ggml backend, built side by side by native/scripts/build.mjs: the CPU addon in
+ * native/build (what `npm install` builds), a GPU one in native/build-<backend> (opt-in, e.g.
+ * `npm run build:native:vulkan`). Each GPU addon also holds the CPU backend.
+ */
+export const TRAINER_BACKENDS = ['cpu', 'vulkan', 'cuda', 'metal'] as const;
+export type TrainerBackend = (typeof TRAINER_BACKENDS)[number];
 
-let addon: RawAddon | null = null;
-export function loadAddon(): RawAddon {
-  if (addon) return addon;
-  if (!existsSync(ADDON_PATH)) {
+export function addonPath(backend: TrainerBackend = 'cpu'): string {
+  const dir = backend === 'cpu' ? 'build' : `build-${backend}`;
+  return join(
+    dirname(fileURLToPath(import.meta.url)),
+    '..',
+    dir,
+    'Release',
+    'overnight_native.node',
+  );
+}
+export const ADDON_PATH = addonPath('cpu');
+
+/** Whether the addon for this backend has been built (no loading). */
+export function addonBuilt(backend: TrainerBackend): boolean {
+  return existsSync(addonPath(backend));
+}
+
+/** The backend used when OpenOptions.backend is not given: OVERNIGHT_TRAINER_BACKEND, else cpu. */
+export function defaultBackend(): TrainerBackend {
+  const env = process.env.OVERNIGHT_TRAINER_BACKEND;
+  if (env === undefined || env === '') return 'cpu';
+  if (!(TRAINER_BACKENDS as readonly string[]).includes(env)) {
+    throw new NativeError(
+      'E_CONFIG',
+      `OVERNIGHT_TRAINER_BACKEND=${env}: expected one of ${TRAINER_BACKENDS.join(', ')}`,
+    );
+  }
+  return env as TrainerBackend;
+}
+
+const addons = new Map<TrainerBackend, RawAddon>();
+export function loadAddon(backend: TrainerBackend = defaultBackend()): RawAddon {
+  const loaded = addons.get(backend);
+  if (loaded) return loaded;
+  const path = addonPath(backend);
+  if (!existsSync(path)) {
+    const how =
+      backend === 'cpu'
+        ? 'npm run build:native'
+        : `npm run build:native:${backend} (or OVERNIGHT_GPU=${backend} npm run build:native)`;
     throw new NativeError(
       'E_NO_ADDON',
-      `native trainer not built: ${ADDON_PATH} is missing (run npm run build:native)`,
+      `native trainer (${backend}) not built: ${path} is missing (run ${how})`,
     );
   }
   const require = createRequire(import.meta.url);
-  addon = require(ADDON_PATH) as RawAddon;
-  return addon;
+  const a = require(path) as RawAddon;
+  addons.set(backend, a);
+  return a;
 }
 
 function wrap(e: unknown): NativeError {
@@ -197,7 +239,14 @@ export class Trainer {
   readonly options: Required<Omit<OpenOptions, 'targets'>> & { targets: LoraTargetName[] };
 
   private constructor(o: OpenOptions) {
-    this.raw = new (loadAddon().Trainer)();
+    const backend = o.backend ?? defaultBackend();
+    if (!(TRAINER_BACKENDS as readonly string[]).includes(backend)) {
+      throw new NativeError(
+        'E_CONFIG',
+        `backend must be one of ${TRAINER_BACKENDS.join(', ')} (got ${String(backend)})`,
+      );
+    }
+    this.raw = new (loadAddon(backend).Trainer)();
     this.options = {
       modelPath: o.modelPath,
       targets: [...(o.targets ?? LORA_TARGETS)],
@@ -206,8 +255,9 @@ export class Trainer {
       seed: o.seed ?? 42,
       seqLen: o.seqLen,
       threads: o.threads ?? 0,
-      gpuLayers: o.gpuLayers ?? 0,
+      gpuLayers: o.gpuLayers ?? (backend === 'cpu' ? 0 : -1),
       backwardRoute: o.backwardRoute ?? 'auto',
+      backend,
     };
   }
 

@@ -6,29 +6,46 @@
 // versus one sample per window) in trained tokens per second.
 //
 // Options (environment): BENCH_STEPS (default 3 timed steps after 1 warm-up), BENCH_THREADS
-// (default: all cores), BENCH_TYPES (default "q4_0,q4_k"), BENCH_PACKING=0 to skip packing.
+// (default: all cores), BENCH_TYPES (default "q4_0,q4_k" on the CPU, "f16,q8_0,q4_0,q4_k" on a
+// GPU), BENCH_PACKING=0 to skip packing, BENCH_ROUTE=auto|dequant|outprod (the backward route
+// through frozen weights, native/src/trainer.cpp ov_route_backward), BENCH_SMALL=1 for a 256-emb,
+// 2-layer model at sequence 128 (software Vulkan is ~30x slower than the CPU).
+// Backend: `npm run bench:train -- --backend vulkan|cuda|metal|cpu` (default cpu) loads that
+// addon (npm run build:native:<backend>); every layer goes to the GPU. Each row then also shows
+// the training-graph nodes on the CPU backend (placement report) and the peak of the trainer's
+// own buffers on the GPU (weights + LoRA/optimizer + compute; on the CPU backend: in host memory).
 import { cpus } from 'node:os';
-import { Trainer, benchMatmul, peakRss } from '../../native/ts/binding.ts';
+import { TRAINER_BACKENDS, Trainer, benchMatmul, peakRss } from '../../native/ts/binding.ts';
+import type { BackwardRoute, TrainerBackend } from '../../native/ts/binding.ts';
 import { buildWindows } from '../../native/ts/token-data.ts';
 import type { Sample, TokenWindow } from '../../native/ts/token-data.ts';
 import { tinyModel } from '../fixtures/tiny-model.ts';
 import type { TinyModelType } from '../fixtures/tiny-model.ts';
 
-const SEQ = 512;
+const backendArg = process.argv.indexOf('--backend');
+const BACKEND = (backendArg > 0 ? process.argv[backendArg + 1] : 'cpu') as TrainerBackend;
+if (!(TRAINER_BACKENDS as readonly string[]).includes(BACKEND)) {
+  throw new Error(`--backend must be one of ${TRAINER_BACKENDS.join(', ')}`);
+}
+const SMALL = process.env.BENCH_SMALL === '1';
+const SEQ = SMALL ? 128 : 512;
 const RANK = 16;
 const STEPS = Number(process.env.BENCH_STEPS ?? 3);
 const THREADS = Number(process.env.BENCH_THREADS ?? cpus().length);
-const TYPES = (process.env.BENCH_TYPES ?? 'q4_0,q4_k').split(',') as TinyModelType[];
+const ROUTE = (process.env.BENCH_ROUTE ?? 'auto') as BackwardRoute;
+const TYPES = (
+  process.env.BENCH_TYPES ?? (BACKEND === 'cpu' ? 'q4_0,q4_k' : 'f16,q8_0,q4_0,q4_k')
+).split(',') as TinyModelType[];
 const MODEL = {
   arch: 'llama',
   vocab: 'llama-spm',
-  nEmbd: 1024,
-  nLayer: 8,
-  nFf: 2816,
-  nHead: 16,
-  nHeadKv: 16,
+  nEmbd: SMALL ? 256 : 1024,
+  nLayer: SMALL ? 2 : 8,
+  nFf: SMALL ? 768 : 2816,
+  nHead: SMALL ? 4 : 16,
+  nHeadKv: SMALL ? 4 : 16,
   nCtx: 2048,
-  name: 'overnight-bench',
+  name: SMALL ? 'overnight-bench-small' : 'overnight-bench',
 } as const;
 
 function rng(seed: number) {
@@ -68,7 +85,7 @@ function fmt(n: number, d = 1): string {
 
 async function main(): Promise<void> {
   console.log(
-    `bench:train — llama ${MODEL.nEmbd} emb, ${MODEL.nLayer} layers, ${MODEL.nFf} FFN, 32k vocab, seq ${SEQ}, rank ${RANK} x 7 targets, ${THREADS} threads, ${STEPS} timed steps`,
+    `bench:train — backend ${BACKEND}, llama ${MODEL.nEmbd} emb, ${MODEL.nLayer} layers, ${MODEL.nFf} FFN, 32k vocab, seq ${SEQ}, rank ${RANK} x 7 targets, ${THREADS} threads, ${STEPS} timed steps, backward route ${ROUTE}`,
   );
   const peak = await benchMatmul(1024, THREADS, 5);
   console.log(`ggml F32 matmul peak (1024^3, CPU backend): ${fmt(peak)} GFLOP/s`);
@@ -82,12 +99,25 @@ async function main(): Promise<void> {
       rank: RANK,
       alpha: 2 * RANK,
       threads: THREADS,
+      backend: BACKEND,
+      backwardRoute: ROUTE,
     });
+    const pl = tr.placement();
+    const cpuNodes = pl.cpuOps.reduce((n, o) => n + o.count, 0);
+    for (const o of pl.cpuOps)
+      console.log(`  ${type}: on the CPU: ${o.count} x ${o.op}: ${o.reason}`);
+    const onDevice = () => {
+      const es = tr.memory().filter((e) => BACKEND === 'cpu' || e.device !== 'CPU');
+      return es.reduce((n, e) => n + e.weights + e.lora + e.compute, 0);
+    };
     const r = rng(1);
     await tr.step([randomWindow(r, tr.info.nVocab)], { lr: 1e-4 }); // warm-up
+    let peakDev = onDevice();
     let ms = 0;
-    for (let i = 0; i < STEPS; i++)
+    for (let i = 0; i < STEPS; i++) {
       ms += (await tr.step([randomWindow(r, tr.info.nVocab)], { lr: 1e-4 })).ms;
+      peakDev = Math.max(peakDev, onDevice());
+    }
     const msPerStep = ms / STEPS;
     const tps = SEQ / (msPerStep / 1000);
     const gflops = (tps * fpt) / 1e9;
@@ -99,6 +129,9 @@ async function main(): Promise<void> {
       fmt(peakRss() / 2 ** 20, 0),
       fmt(gflops),
       fmt((100 * gflops) / peak),
+      BACKEND === 'cpu' ? '-' : String(cpuNodes),
+      String(pl.nRouted),
+      fmt(peakDev / 2 ** 20, 0),
     ]);
     tr.close();
   }
@@ -109,7 +142,10 @@ async function main(): Promise<void> {
     'ms/step',
     'peak RSS MiB',
     'GFLOP/s',
-    '% of matmul peak',
+    '% of CPU matmul peak',
+    'nodes on CPU',
+    'routed',
+    BACKEND === 'cpu' ? 'trainer MiB' : 'peak device MiB',
   ];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (c: string[]) => '| ' + c.map((x, i) => x.padStart(widths[i]!)).join(' | ') + ' |';
@@ -117,7 +153,7 @@ async function main(): Promise<void> {
   console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
   for (const r of rows) console.log(line(r));
   console.log(
-    `(model FLOPs per window token: ${fmt(fpt / 1e6)} M; peak RSS is the process maximum so far)`,
+    `(model FLOPs per window token: ${fmt(fpt / 1e6)} M; peak RSS is the process maximum so far; routed = input gradients through the dequantize + mul_mat route; device MiB = the trainer's own buffers)`,
   );
 
   if (process.env.BENCH_PACKING !== '0') {
@@ -145,6 +181,8 @@ async function main(): Promise<void> {
         rank: RANK,
         alpha: 2 * RANK,
         threads: THREADS,
+        backend: BACKEND,
+        backwardRoute: ROUTE,
       });
       const perStep = SEQ / seq; // the same number of window tokens per optimizer step
       await tr.step(windows.slice(0, perStep), { lr: 1e-4 });
