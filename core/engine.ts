@@ -29,6 +29,8 @@ export interface EngineOptions {
   onInternalError?: (method: string, err: unknown) => void;
   /** Hugging Face base URL; default $OVERNIGHT_HUB_URL, else https://huggingface.co. */
   hubBaseUrl?: string;
+  /** Automatic resumes of a download whose connection dropped (default 3; tests set 0). */
+  hubRetries?: number;
   /** Where the hub access token lives; default a 0600 file in the data dir (core/hub/token.ts). */
   secretStore?: SecretStore;
 }
@@ -74,6 +76,7 @@ export function createEngine(options: EngineOptions): Engine {
   const hub = new HubService({
     dataDir,
     ...(options.hubBaseUrl !== undefined ? { baseUrl: options.hubBaseUrl } : {}),
+    ...(options.hubRetries !== undefined ? { retries: options.hubRetries } : {}),
     secrets: options.secretStore ?? fileSecretStore(join(dataDir, 'hub-token')),
     models,
     events,
