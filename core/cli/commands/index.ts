@@ -1,6 +1,7 @@
 /** Every CLI command. A new domain adds its `<domain>Commands` array here (one line). */
 import type { CliCommand } from '../command.ts';
 import { datasetsCommands } from './datasets.ts';
+import { hubCommands } from './hub.ts';
 import { modelsCommands } from './models.ts';
 import { runsCommands } from './runs.ts';
 import { serveCommands } from './serve.ts';
@@ -9,6 +10,7 @@ import { systemCommands } from './system.ts';
 export const commands: CliCommand[] = [
   ...serveCommands,
   ...modelsCommands,
+  ...hubCommands,
   ...datasetsCommands,
   ...runsCommands,
   ...systemCommands,
