@@ -5,6 +5,7 @@
 import type { Component } from 'svelte';
 import type { IconName } from './components/icons.ts';
 import DatasetsPage from './pages/DatasetsPage.svelte';
+import HubPage from './pages/HubPage.svelte';
 import ModelsPage from './pages/ModelsPage.svelte';
 import RunsPage from './pages/RunsPage.svelte';
 import SystemPage from './pages/SystemPage.svelte';
@@ -23,6 +24,7 @@ export interface Route {
 
 export const routes: Route[] = [
   { id: 'models', label: 'Models', icon: 'cube', component: ModelsPage },
+  { id: 'hub', label: 'Hub', icon: 'download', component: HubPage },
   { id: 'datasets', label: 'Datasets', icon: 'file', component: DatasetsPage },
   { id: 'runs', label: 'Runs', icon: 'chart', component: RunsPage },
   { id: 'system', label: 'System', icon: 'chip', component: SystemPage },

@@ -15,6 +15,8 @@ export const icons = {
   lock: 'M7 11V8a5 5 0 0 1 10 0v3M6 11h12a1 1 0 0 1 1 1v8a1 1 0 0 1-1 1H6a1 1 0 0 1-1-1v-8a1 1 0 0 1 1-1Z',
   chevron: 'm9 6 6 6-6 6',
   chart: 'M4 20h16M5 16l4-5 4 3 6-8',
+  download: 'M12 4v11M7 10l5 5 5-5M5 20h14',
+  search: 'M11 18a7 7 0 1 0 0-14 7 7 0 0 0 0 14Zm5-2 4.5 4.5',
 } as const;
 
 export type IconName = keyof typeof icons;

@@ -2,6 +2,7 @@
 import { getContext, setContext } from 'svelte';
 import { ConnectionState } from './connection.svelte.ts';
 import { DatasetsState } from './datasets.svelte.ts';
+import { HubState } from './hub.svelte.ts';
 import { ModelsState } from './models.svelte.ts';
 import { Router } from './router.svelte.ts';
 import { RunsState } from './runs.svelte.ts';
@@ -14,6 +15,7 @@ export class AppState {
   readonly datasets = new DatasetsState(this.connection);
   readonly system = new SystemState(this.connection);
   readonly runs = new RunsState(this.connection);
+  readonly hub = new HubState(this.connection);
 }
 
 const key = Symbol('app');

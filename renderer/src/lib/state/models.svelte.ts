@@ -1,5 +1,5 @@
 /** The model library as the UI sees it: the list, its loading/error state, add and remove. */
-import type { ModelInfo } from '../../../../contract/index.ts';
+import type { HubFit, ModelInfo } from '../../../../contract/index.ts';
 import { RpcError, errorMessage } from '../rpc/index.ts';
 import type { ConnectionState } from './connection.svelte.ts';
 import { load } from './load.ts';
@@ -14,6 +14,8 @@ export class ModelsState {
   adding = $state(false);
   addError: RpcError | null = $state(null);
   removing: string | null = $state(null);
+  /** The memory badge of each model for this machine (hub.modelFits), by id. */
+  fits: Record<string, HubFit> = $state.raw({});
 
   readonly #conn: ConnectionState;
 
@@ -36,6 +38,16 @@ export class ModelsState {
         this.loaded = true;
       },
     );
+    void this.loadFits();
+  }
+
+  async loadFits(): Promise<void> {
+    try {
+      const fits = await this.#conn.client.call('hub.modelFits', {});
+      this.fits = Object.fromEntries(fits.map((f) => [f.id, f.fit]));
+    } catch {
+      // No badge rather than an error: the list itself loaded.
+    }
   }
 
   /** Adds a .gguf by path; returns the model, or null with `addError` set. */
