@@ -20,6 +20,7 @@ import {
   BrowserWindow,
   dialog,
   ipcMain,
+  safeStorage,
   session,
   shell,
   type IpcMainInvokeEvent,
@@ -29,6 +30,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ipcChannels, type BridgeResponse, type OpenFileOptions } from '../contract/bridge.ts';
 import type { EventName } from '../contract/index.ts';
 import { createEngine, type Engine } from '../core/engine.ts';
+import { encryptedSecretStore } from '../core/hub/token.ts';
 import { keepAwakeWhileTraining } from './power.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -204,7 +206,12 @@ function main(): void {
 
   app.whenReady().then(
     () => {
-      engine = createEngine({ dataDir: app.getPath('userData') });
+      const userData = app.getPath('userData');
+      engine = createEngine({
+        dataDir: userData,
+        // The hub token is encrypted by the OS secret store (Keychain, DPAPI, libsecret).
+        secretStore: encryptedSecretStore(safeStorage, join(userData, 'hub-token.enc')),
+      });
       engine.events.subscribeAll((event, data) => {
         for (const sink of eventSinks) sink(event, data);
       });

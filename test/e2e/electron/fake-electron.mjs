@@ -142,8 +142,20 @@ export class Notification {
   on() {}
 }
 
+/** Like Linux without a keyring: no OS encryption, so the hub token cannot be stored. */
+export const safeStorage = {
+  isEncryptionAvailable: () => false,
+  encryptString() {
+    throw new Error('Encryption is not available.');
+  },
+  decryptString() {
+    throw new Error('Encryption is not available.');
+  },
+};
+
 export default {
   app,
+  safeStorage,
   BrowserWindow,
   dialog,
   ipcMain,
