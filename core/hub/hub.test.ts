@@ -327,6 +327,8 @@ describe('hub (local Hugging Face stand-in, real files)', () => {
     const before = server.log.length;
     for (const uri of [
       'hf:tiny/llama-GGUF/../../../../etc/evil.gguf',
+      // Stays inside the folder, but "../" would make fetch ask the hub for another file.
+      'hf:tiny/llama-GGUF/sub/../tiny-llama-Q8_0.gguf',
       'hf:../../x/y.gguf',
       'hf:tiny/..%2F..%2Fx/evil.gguf',
       'hf:tiny/llama-GGUF//abs.gguf',
