@@ -6,6 +6,7 @@
  * and spread them below.
  */
 import type { z } from 'zod';
+import { compareEvents, compareMethods } from './compare.ts';
 import { datasetsEvents, datasetsMethods } from './datasets.ts';
 import { hubEvents, hubMethods } from './hub.ts';
 import { modelsEvents, modelsMethods } from './models.ts';
@@ -13,6 +14,7 @@ import { runsEvents, runsMethods } from './runs.ts';
 import { systemMethods } from './system.ts';
 
 export * from './errors.ts';
+export * from './compare.ts';
 export * from './define.ts';
 export * from './datasets.ts';
 export * from './hub.ts';
@@ -27,6 +29,7 @@ export const methods = {
   ...runsMethods,
   ...datasetsMethods,
   ...hubMethods,
+  ...compareMethods,
 } as const;
 
 export const events = {
@@ -34,6 +37,7 @@ export const events = {
   ...runsEvents,
   ...datasetsEvents,
   ...hubEvents,
+  ...compareEvents,
 } as const;
 
 export type Methods = typeof methods;

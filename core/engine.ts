@@ -8,6 +8,8 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { CompareService, compareHandlers } from './compare/service.ts';
+import { ConversationStore } from './compare/store.ts';
 import { DatasetLibrary, datasetsHandlers } from './datasets/library.ts';
 import { HubService, hubHandlers } from './hub/service.ts';
 import { fileSecretStore, type SecretStore } from './hub/token.ts';
@@ -45,6 +47,8 @@ export interface Engine {
   /** Runs: `runs.start()` recovers interrupted runs and starts the queue (long-lived shells call it). */
   runs: RunsService;
   hub: HubService;
+  /** Compare: chat with the base model and its adapters side by side. */
+  compare: CompareService;
   close(): Promise<void>;
 }
 
@@ -83,12 +87,35 @@ export function createEngine(options: EngineOptions): Engine {
     device: () => trainingDevice({ backend: 'auto' }, { dataDir, appVersion: appVersion() }),
   });
 
+  const compare = new CompareService({
+    store: new ConversationStore(store.db),
+    events,
+    models,
+    runs: {
+      get: (id) => runStore.get(id),
+      list: () => runStore.list(),
+      checkpoints: (id) => runStore.checkpoints(id),
+      metrics: (id, from, to) => runStore.metrics(id, from, to),
+    },
+    trainingRun: () => {
+      const id = runs.supervisor.runningId();
+      return id ? runStore.get(id) : null;
+    },
+    // Through the contract method (bound below), so compare does not depend on how the runs
+    // domain writes the adapter.
+    exportCheckpoint: async (id, step) =>
+      (await dispatcher.call('runs.exportCheckpoint', { id, step })).path,
+    llama: getSharedLlama,
+    gpu: chatGpu,
+  });
+
   const handlers: Handlers = {
     ...modelsHandlers(models),
     ...datasetsHandlers(datasets),
     ...systemHandlers({ dataDir, appVersion: appVersion() }),
     ...runsHandlers(runs, runStore),
     ...hubHandlers(hub),
+    ...compareHandlers(compare),
   };
 
   const dispatcher = createDispatcher(handlers, {
@@ -109,9 +136,11 @@ export function createEngine(options: EngineOptions): Engine {
     datasets,
     runs,
     hub,
+    compare,
     async close() {
       if (closed) return;
       closed = true;
+      await compare.close();
       await hub.close();
       await runs.close();
       await datasets.dispose();
@@ -119,4 +148,12 @@ export function createEngine(options: EngineOptions): Engine {
       store.close();
     },
   };
+}
+
+/** The inference runtime's GPU and its free memory now (chat's memory check); null: none. */
+async function chatGpu(): Promise<{ name: string; freeBytes: number } | null> {
+  const llama = await getSharedLlama().catch(() => null);
+  if (!llama || llama.gpu === false) return null;
+  const [names, vram] = await Promise.all([llama.getGpuDeviceNames(), llama.getVramState()]);
+  return { name: `${names[0] ?? String(llama.gpu)} (${llama.gpu})`, freeBytes: vram.free };
 }

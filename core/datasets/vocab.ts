@@ -13,6 +13,11 @@ export interface LoadedVocab extends Vocab {
 
 export async function loadVocab(llama: Llama, modelPath: string): Promise<LoadedVocab> {
   const model: LlamaModel = await llama.loadModel({ modelPath, vocabOnly: true, gpuLayers: 0 });
+  return { ...modelVocab(model), dispose: () => model.dispose() };
+}
+
+/** The vocabulary of a loaded model (vocab-only or with weights: chat uses the latter). */
+export function modelVocab(model: LlamaModel): Vocab {
   const tpl = model.fileInfo.metadata?.tokenizer?.chat_template;
   const t = model.tokens;
   // SentencePiece's add_space_prefix: text after a special token gets a space written before
@@ -32,6 +37,5 @@ export async function loadVocab(llama: Llama, modelPath: string): Promise<Loaded
     addBos: t.shouldPrependBosToken,
     spacePrefix,
     chatTemplate: typeof tpl === 'string' && tpl.trim() !== '' ? tpl : null,
-    dispose: () => model.dispose(),
   };
 }

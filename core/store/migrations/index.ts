@@ -7,6 +7,7 @@ import { migration as m001 } from './001-models.ts';
 import { migration as m002 } from './002-runs.ts';
 import { migration as m003 } from './003-datasets.ts';
 import { migration as m004 } from './004-metrics-grad-norm.ts';
+import { migration as m005 } from './005-compare.ts';
 
 // One line per migration, so adding one is a one-line change:
 // prettier-ignore
@@ -15,4 +16,5 @@ export const migrations: readonly Migration[] = [
   m002,
   m003,
   m004,
+  m005,
 ];
