@@ -22,7 +22,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <array>
 #include <map>
+#include <unordered_map>
 #include <mutex>
 #include <thread>
 
@@ -123,6 +125,8 @@ struct ov_trainer {
     ggml_cgraph * gopt = nullptr, * gnorm = nullptr;
     ggml_tensor * grad_sumsq = nullptr;
     ggml_cgraph * planned = nullptr;    // the graph the scheduler's allocation plan was made for
+    // every graph node's sources as built (see ov_restore_srcs)
+    std::unordered_map<ggml_tensor *, std::array<ggml_tensor *, GGML_MAX_SRC>> srcs;
 
     std::atomic<bool> cancel{false};
     std::atomic<bool> abort_enabled{false};
@@ -290,15 +294,29 @@ static bool ov_route_wanted(ov_trainer * t, ggml_tensor * w) {
     return t->backends.size() > 1;  // an intermediate tensor: the route whenever a GPU backend runs
 }
 
-static int64_t ov_route_backward(ov_trainer * t, ggml_context * ctx, ggml_cgraph * g) {
+// Returns the number of input gradients rebuilt; *n_cont counts the weight-gradient OUT_PRODs
+// (dW = OUT_PROD(x, dY)) whose operands were made contiguous: Vulkan's OUT_PROD takes only
+// contiguous F32 operands, and dY is a permuted view after attention's cont(permute(...)).
+static int64_t ov_route_backward(ov_trainer * t, ggml_context * ctx, ggml_cgraph * g, int64_t * n_cont) {
     int64_t n = 0;
+    *n_cont = 0;
+    const bool gpu = t->params.backward_route == 1 || (t->params.backward_route == 0 && t->backends.size() > 1);
     const int n_nodes = ggml_graph_n_nodes(g);
     for (int i = 0; i < n_nodes; ++i) {
         ggml_tensor * node = ggml_graph_node(g, i);
         if (node->op != GGML_OP_OUT_PROD) continue;
         ggml_tensor * w = node->src[0];
         ggml_tensor * gt = node->src[1];
-        if (!gt || gt->op != GGML_OP_TRANSPOSE || !gt->src[0]) continue;   // a weight gradient, not an input gradient
+        if (!gt || gt->op != GGML_OP_TRANSPOSE || !gt->src[0]) {   // a weight gradient, not an input gradient
+            if (!gpu) continue;
+            for (int k = 0; k < 2; ++k) {
+                if (node->src[k] && !ggml_is_contiguous(node->src[k])) {
+                    node->src[k] = ggml_cont(ctx, node->src[k]);
+                    ++*n_cont;
+                }
+            }
+            continue;
+        }
         if (!ov_route_wanted(t, w)) continue;
         ggml_tensor * wf = w;
         if (w->type != GGML_TYPE_F32) {
@@ -314,6 +332,32 @@ static int64_t ov_route_backward(ov_trainer * t, ggml_context * ctx, ggml_cgraph
         ++n;
     }
     return n;
+}
+
+// ggml_backend_sched_split_graph rewrites node->src[j] of the graph it is given to point at its
+// own copies of cross-backend inputs (tensors in the scheduler's context, rebuilt on every
+// split). llama.cpp rebuilds its graphs for every evaluation; this trainer keeps its graphs, so
+// after a graph ran with a GPU split, its nodes would read the stale copy of the previous run
+// (measured on Vulkan: the loss was exactly 0, the first GPU op read a never-filled copy).
+// Each node's sources are recorded when the graph is built and restored before every
+// allocation (ov_sched_alloc). On the CPU backend alone no copies exist and nothing changes.
+static void ov_snapshot_srcs(ov_trainer * t, ggml_cgraph * g) {
+    for (int i = 0; i < ggml_graph_n_nodes(g); ++i) {
+        ggml_tensor * n = ggml_graph_node(g, i);
+        if (t->srcs.count(n)) continue;
+        std::array<ggml_tensor *, GGML_MAX_SRC> a;
+        for (int j = 0; j < GGML_MAX_SRC; ++j) a[j] = n->src[j];
+        t->srcs.emplace(n, a);
+    }
+}
+
+static void ov_restore_srcs(ov_trainer * t, ggml_cgraph * g) {
+    for (int i = 0; i < ggml_graph_n_nodes(g); ++i) {
+        ggml_tensor * n = ggml_graph_node(g, i);
+        auto it = t->srcs.find(n);
+        if (it == t->srcs.end()) continue;
+        for (int j = 0; j < GGML_MAX_SRC; ++j) n->src[j] = it->second[j];
+    }
 }
 
 static std::string ov_build_graph(ov_trainer * t, int64_t n_out, ov_graph ** out) {
@@ -436,8 +480,9 @@ static std::string ov_build_graph(ov_trainer * t, int64_t n_out, ov_graph ** out
         if (!da || !db) return fmt_err("E_INTERNAL", "no gradient reaches %s", l.name.c_str());
         grads.emplace_back(da, db);
     }
-    t->n_routed = ov_route_backward(t, ctx, gad);
-    if (t->n_routed > 0) {
+    int64_t n_cont = 0;
+    t->n_routed = ov_route_backward(t, ctx, gad, &n_cont);
+    if (t->n_routed > 0 || n_cont > 0) {
         // the rewritten nodes have new sources: re-expand in autodiff's order, so each new
         // get_rows/transpose lands right before the one product that reads it
         G->gb = ggml_new_graph_custom(ctx, graph_size, /*grads =*/ false);
@@ -450,6 +495,8 @@ static std::string ov_build_graph(ov_trainer * t, int64_t n_out, ov_graph ** out
         ggml_build_forward_expand(G->gb, ggml_add_inplace(ctx, t->loras[i].gb, grads[i].second));
     }
     const int n_bwd = ggml_graph_n_nodes(G->gb);
+    ov_snapshot_srcs(t, G->gf);
+    ov_snapshot_srcs(t, G->gb);
     ov_log("graph for %lld output rows: %d forward nodes, %d forward+backward nodes, budget %zu (defect 3: sized from the graph, not the inference budget); %lld input gradients through the dequantize+mul_mat route",
            (long long) n_out, n_fwd, n_bwd, graph_size, (long long) t->n_routed);
     return "";
@@ -504,7 +551,19 @@ static std::string ov_build_graphs(ov_trainer * t) {
         ggml_build_forward_expand(t->gopt, ggml_opt_step_adamw(c, l.b, ggml_mul(c, l.gb, t->grad_scale), l.mb, l.vb, t->adamw_params));
     }
 
-    t->sched = ggml_backend_sched_new(t->backends.data(), nullptr, (int) t->backends.size(), t->graph_size, false, true);
+    // as llama.cpp does: with a GPU, the CPU backend's compute buffer is the GPU's pinned host
+    // buffer type (fast uploads; ggml-vulkan only copies asynchronously from pinned memory)
+    std::vector<ggml_backend_buffer_type_t> bufts;
+    for (auto * be : t->backends) bufts.push_back(ggml_backend_get_default_buffer_type(be));
+    for (auto * be : t->backends) {
+        ggml_backend_dev_t dev = ggml_backend_get_device(be);
+        if (be == t->backend_cpu || !dev) continue;
+        ggml_backend_buffer_type_t host = ggml_backend_dev_host_buffer_type(dev);
+        if (host) { bufts.back() = host; break; }
+    }
+    ov_snapshot_srcs(t, t->gnorm);
+    ov_snapshot_srcs(t, t->gopt);
+    t->sched = ggml_backend_sched_new(t->backends.data(), bufts.data(), (int) t->backends.size(), t->graph_size, false, true);
     if (!t->abort_native) ggml_backend_sched_set_eval_callback(t->sched, ov_eval_cb, t);
     if (!ggml_backend_sched_reserve(t->sched, G->gb)) {
         return fmt_err("E_OOM", "cannot reserve compute buffers for sequence length %lld (try a shorter sequence)", (long long) t->T);
@@ -886,11 +945,13 @@ static void ov_unplace(ggml_context * ctx) {
 
 static bool ov_sched_alloc(ov_trainer * t, ggml_context * ctx, ggml_cgraph * g) {
     ov_unplace(ctx);
+    ov_restore_srcs(t, g);
     ggml_backend_sched_reset(t->sched);
     if (t->planned != g) {
         t->planned = nullptr;
         if (!ggml_backend_sched_reserve(t->sched, g)) return false;
         t->planned = g;
+        ov_restore_srcs(t, g);  // the reservation split the graph too
     }
     return ggml_backend_sched_alloc_graph(t->sched, g);
 }
