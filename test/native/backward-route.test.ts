@@ -7,7 +7,7 @@
 // type the GPU tests use and the ones the benchmark reports.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Trainer } from '../../native/ts/binding.ts';
+import { NativeError, Trainer, addonBuilt } from '../../native/ts/binding.ts';
 import type { BackwardRoute } from '../../native/ts/binding.ts';
 import type { TokenWindow } from '../../native/ts/token-data.ts';
 import { tinyModel } from '../fixtures/tiny-model.ts';
@@ -84,5 +84,26 @@ describe('backward through frozen weights: dequantize + mul_mat route = OUT_PROD
   test('auto keeps OUT_PROD on the CPU backend (patch 0002 is faster there)', async () => {
     const auto = await gradients('q4_0', 'auto', w);
     assert.equal(auto.routed, 0);
+  });
+});
+
+describe('backend and route options', () => {
+  test('a bad backwardRoute or backend is E_CONFIG; a GPU addon that is not built is E_NO_ADDON with its command', async () => {
+    const m = await tinyModel({ type: 'f32' });
+    const bad = (e: unknown, code: string, re: RegExp) =>
+      e instanceof NativeError && e.code === code && re.test(e.message);
+    await assert.rejects(
+      Trainer.open({ modelPath: m.path, seqLen: 16, backwardRoute: 'fast' as 'auto' }),
+      (e) => bad(e, 'E_CONFIG', /backwardRoute must be one of auto, dequant, outprod/),
+    );
+    await assert.rejects(
+      Trainer.open({ modelPath: m.path, seqLen: 16, backend: 'opencl' as 'cpu' }),
+      (e) => bad(e, 'E_CONFIG', /backend must be one of cpu, vulkan, cuda, metal/),
+    );
+    if (!addonBuilt('metal')) {
+      await assert.rejects(Trainer.open({ modelPath: m.path, seqLen: 16, backend: 'metal' }), (e) =>
+        bad(e, 'E_NO_ADDON', /npm run build:native:metal/),
+      );
+    }
   });
 });
