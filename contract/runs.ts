@@ -48,6 +48,8 @@ export const optimizerDefaults = {
   weightDecay: 0,
   adamBeta1: 0.9,
   adamBeta2: 0.999,
+  /** AdamW's epsilon: not a config field, the trainer's constant (passed explicitly). */
+  adamEps: 1e-8,
 } as const;
 
 /** "HH:MM" on the engine machine's clock: the next time it is that hour. */
@@ -223,6 +225,20 @@ export const runConfigSchema = runConfigFields.superRefine((c, ctx) => {
 });
 export type RunConfig = z.output<typeof runConfigSchema>;
 export type RunConfigInput = z.input<typeof runConfigSchema>;
+
+/**
+ * Every field's default, read from the schema above (the one place they are written): the
+ * New-run form starts from them and the training job (contract/training.ts) falls back to them.
+ */
+export const runConfigDefaults: Omit<RunConfig, 'model' | 'dataset'> = (() => {
+  const { model: _m, dataset: _d, ...rest } = runConfigSchema.parse({ model: '-', dataset: '-' });
+  return rest;
+})();
+
+/** Layers a config's `gpuLayers` puts on the GPU: -1 (all) is 999 to the trainer, the CPU none. */
+export function trainerGpuLayers(cfg: Pick<RunConfig, 'backend' | 'gpuLayers'>): number {
+  return cfg.backend === 'cpu' ? 0 : cfg.gpuLayers < 0 ? 999 : cfg.gpuLayers;
+}
 
 export interface Preset {
   id: PresetId;
