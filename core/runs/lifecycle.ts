@@ -12,6 +12,7 @@
  * `resume` of a queued, running or completed run changes nothing (resumePlan).
  */
 import { OvernightError, type RunConfig, type RunState } from '../../contract/index.ts';
+import { fatalTrainerErrors, type TrainerErrorCode } from '../../contract/training.ts';
 import { microBatch } from './estimate.ts';
 
 export type RunEvent =
@@ -85,6 +86,83 @@ export function resumePlan(state: RunState): ResumePlan {
   }
   nextState(state, { type: 'resume' });
   return 'enqueue';
+}
+
+/** Why the supervisor stopped a running trainer, if it did. */
+export type StopIntent = 'pause' | 'cancel' | 'early-stop' | 'shutdown';
+
+/** How the training process ended: its `done` event, its error, or neither (it died). */
+export interface TrainerResult {
+  done: { status: 'completed' | 'cancelled' | 'paused'; step: number } | null;
+  error: { code: TrainerErrorCode; message: string } | null;
+}
+
+/**
+ * The state a run ends a training process in. `adapter`: which adapter a completed run keeps
+ * ('trainer' = the one the trainer wrote at its last step, 'checkpoint' = one written from a
+ * kept checkpoint, e.g. after early stopping). `crash`: the run died and `decideAfterCrash`
+ * says whether it is retried. `finished` runs get a finish time.
+ */
+export type RunEnding =
+  | { state: 'completed'; reason: string; adapter: 'trainer' | 'checkpoint'; finished: true }
+  | { state: 'paused' | 'interrupted'; reason: string; finished: false }
+  | { state: 'cancelled' | 'failed'; reason: string; finished: true }
+  | { state: 'crash'; error: { code: TrainerErrorCode; message: string } };
+
+/**
+ * The end of a training process as a state: the trainer's result read against what the
+ * supervisor asked for. A pause for early stopping completes the run; a pause or a cancel
+ * for the engine's shutdown interrupts it (it resumes on the next start); a fatal trainer
+ * error (contract/training.ts fatalTrainerErrors) fails it for good; any other death is a crash.
+ */
+export function endOf(
+  r: TrainerResult,
+  intent: StopIntent | null,
+  earlyReason: string | null,
+): RunEnding {
+  const done = r.done;
+  if (done?.status === 'completed') {
+    return {
+      state: 'completed',
+      reason: earlyReason ?? `Completed ${done.step} steps.`,
+      adapter: 'trainer',
+      finished: true,
+    };
+  }
+  if (done && intent === 'shutdown') {
+    const from = done.status === 'paused' ? 'its checkpoint' : 'its last checkpoint';
+    return {
+      state: 'interrupted',
+      reason: `The app was closed during the run; it resumes from ${from}.`,
+      finished: false,
+    };
+  }
+  if (done?.status === 'paused' && intent === 'early-stop') {
+    return {
+      state: 'completed',
+      reason: earlyReason ?? `Early stopping at step ${done.step}.`,
+      adapter: 'checkpoint',
+      finished: true,
+    };
+  }
+  if (done?.status === 'paused')
+    return { state: 'paused', reason: `Paused at step ${done.step}.`, finished: false };
+  if (done?.status === 'cancelled')
+    return { state: 'cancelled', reason: 'Cancelled by the user.', finished: true };
+  const error = r.error ?? {
+    code: 'E_CRASH',
+    message: 'the training process ended without a result',
+  };
+  if (intent === 'shutdown') {
+    return {
+      state: 'interrupted',
+      reason: `The app was closed during the run (${error.message}).`,
+      finished: false,
+    };
+  }
+  if (fatalTrainerErrors.has(error.code))
+    return { state: 'failed', reason: `${error.code}: ${error.message}`, finished: true };
+  return { state: 'crash', error };
 }
 
 export interface Overrides {

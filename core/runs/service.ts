@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import {
   OvernightError,
   presets,
+  runConfigDefaults,
   runConfigSchema,
   runsMethods,
   type ModelInfo,
@@ -19,13 +20,13 @@ import {
 } from '../../contract/index.ts';
 import type { EventBus } from '../rpc/events.ts';
 import type { Handlers } from '../rpc/handlers.ts';
-import type { TrainingJob } from '../training/job.ts';
 import { TrainerProcess } from '../training/trainer-process.ts';
 import type { RunDatasets } from './datasets-port.ts';
 import { memoryEstimate, plannedSteps, stepsForDeadline } from './estimate.ts';
+import { calibrationJob } from './job.ts';
 import { readModelDims } from './model-dims.ts';
 import type { RunStore } from './store.ts';
-import { optimizerOf, RunSupervisor } from './supervisor.ts';
+import { RunSupervisor } from './supervisor.ts';
 import { validateRun, type ModelSource, type ValidatedConfig } from './validate.ts';
 
 export type RunsMethod = keyof typeof runsMethods;
@@ -115,20 +116,12 @@ export class RunsService {
         seed: v.config.seed,
         folder: dir,
       });
-      const c = v.config;
-      const job: TrainingJob = {
-        modelPath: v.model.path,
-        dataPath: input.trainFile,
-        adapterPath: join(dir, 'adapter.gguf'),
-        lora: { rank: c.loraRank, alpha: c.loraAlpha, targets: [...c.loraTargets], seed: c.seed },
-        optimizer: optimizerOf(c),
-        schedule: { type: 'constant' },
-        windowsPerStep: c.effectiveBatch,
-        maxSteps: CALIBRATION_STEPS,
-        seed: c.seed,
-        threads: c.threads,
-        gpuLayers: c.backend === 'cpu' ? 0 : c.gpuLayers < 0 ? 999 : c.gpuLayers,
-      };
+      const job = calibrationJob(
+        v.config,
+        { modelPath: v.model.path, trainFile: input.trainFile },
+        CALIBRATION_STEPS,
+        dir,
+      );
       const proc = new TrainerProcess({
         env: this.d.trainerEnv,
         inheritOutput: this.d.inheritTrainerOutput ?? false,
@@ -139,8 +132,8 @@ export class RunsService {
       proc.on('event', (e) => {
         if (e.type !== 'step') return;
         stepMs.push(e.stepMs);
-        tps.push(e.tokensPerSecond);
-        peak = Math.max(peak, e.deviceMemoryBytes ?? e.peakRssBytes);
+        tps.push(e.metric.tokensPerSecond);
+        peak = Math.max(peak, e.metric.memoryBytes ?? 0);
       });
       proc.start(job);
       const fin = await proc.finished;
@@ -222,9 +215,7 @@ export class RunsService {
       metrics: this.d.store.metrics(id),
       evals: this.d.store.evals(id),
     }));
-    const fields = Object.keys(
-      runConfigSchema.parse({ model: 'x', dataset: 'x' }),
-    ) as (keyof RunConfig)[];
+    const fields = ['model', 'dataset', ...Object.keys(runConfigDefaults)] as (keyof RunConfig)[];
     const diff = fields
       .map((field) => ({ field, values: runs.map((r) => r.run.config[field] as unknown) }))
       .filter((d) => new Set(d.values.map((x) => JSON.stringify(x))).size > 1);
@@ -287,7 +278,7 @@ export function runsHandlers(s: RunsService, store: RunStore): Handlers<RunsMeth
     'runs.setNotes': ({ id, notes }) => s.edit(id, { notes }),
     'runs.delete': ({ id }) => ({ deleted: s.delete(id) }),
     'runs.exportCheckpoint': async ({ id, step }) => ({
-      path: await s.supervisor.exportKept(id, step),
+      path: await s.supervisor.exporter.kept(id, step),
     }),
     'runs.compare': ({ ids }) => s.compare(ids),
     'runs.settings': () => store.settings(),

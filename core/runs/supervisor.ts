@@ -1,56 +1,46 @@
 /**
  * The run queue and the supervisor of the training process. One GPU, one run: the oldest queued
  * run starts when none is running. For the running run it
- *   - builds the trainer's job (core/training/job.ts) from the config, the prepared data and the
- *     last checkpoint, and starts the training process (core/training/trainer-process.ts);
- *   - writes its events to SQLite in batches (one transaction every FLUSH_EVENTS events or
- *     FLUSH_MS, and always before a checkpoint is recorded, so a stored checkpoint never runs
- *     ahead of the stored metrics) and forwards them to the UI at most every UI_MS;
+ *   - starts the training process (core/training/trainer-process.ts) with the run's job
+ *     (job.ts jobFor), from the last kept checkpoint;
+ *   - stores its metrics, evals and probes as they arrive, through one WriteBatch (batch.ts:
+ *     batched writes, throttled UI events), flushed before a checkpoint is recorded;
  *   - applies early stopping and keeps the best checkpoint and the newest `keepCheckpoints`;
- *   - on a crash marks the run failed with the reason, then (lifecycle.decideAfterCrash)
- *     queues it again to resume from its last checkpoint, with less memory after an OOM;
+ *   - at the end sets the state lifecycle.endOf reads from the trainer's result; after a crash
+ *     (lifecycle.decideAfterCrash) queues the run again to resume, with less memory after an OOM;
  *   - on engine start marks runs left `running` as interrupted and queues them when
  *     autoResume is on.
+ * Adapters from checkpoints are written by export.ts.
  * Checkpoints: the trainer overwrites one file (`trainer/checkpoint.ovck`) atomically; each
  * one we keep is hard-linked (copied where links fail) to `checkpoints/step-NNNNNNN.ovck`.
  */
-import {
-  copyFileSync,
-  existsSync,
-  linkSync,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  unlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Run, RunConfig, RunMetric, RunProbe, RunEval } from '../../contract/index.ts';
+import type { ModelInfo, Run, RunConfig } from '../../contract/index.ts';
 import { OvernightError } from '../../contract/index.ts';
+import type { TrainingEvent } from '../../contract/training.ts';
 import type { EventBus } from '../rpc/events.ts';
-import type { TrainingEvent, TrainingJob } from '../training/job.ts';
 import { TrainerProcess } from '../training/trainer-process.ts';
 import { TokenDataReader } from '../../native/ts/token-data.ts';
+import { WriteBatch } from './batch.ts';
 import type { RunDatasets } from './datasets-port.ts';
+import { RunExporter } from './export.ts';
+import { jobFor, readRunInputs, writeRunInputs } from './job.ts';
 import { checkpointSeqLen, rebaseCheckpoint } from './rebase.ts';
 import {
   checkpointsToDelete,
   decideAfterCrash,
   earlyStopStart,
   effectiveConfig,
+  endOf,
   nextState,
   observeEval,
   resumePlan,
   type EarlyStopState,
+  type StopIntent,
+  type TrainerResult,
 } from './lifecycle.ts';
 import type { RunStore } from './store.ts';
-import type { ModelInfo } from '../../contract/index.ts';
-
-/** Batch size and age of metric writes: at ~10 steps/s on a tiny model that is ~1 transaction/s. */
-export const FLUSH_EVENTS = 50;
-export const FLUSH_MS = 1000;
-/** UI step events: at most 4 per second per run, each carrying every step since the last. */
-export const UI_MS = 250;
 
 export interface SupervisorDeps {
   store: RunStore;
@@ -63,37 +53,27 @@ export interface SupervisorDeps {
   log?: (msg: string) => void;
 }
 
-type Intent = 'pause' | 'cancel' | 'early-stop' | 'shutdown';
-
 interface Active {
   run: Run;
   cfg: RunConfig;
   trainFile: string;
   proc: TrainerProcess;
-  intent: Intent | null;
+  intent: StopIntent | null;
   early: EarlyStopState;
   earlyReason: string | null;
   lastStep: number;
-  pending: { metrics: RunMetric[]; evals: RunEval[]; probes: RunProbe[] };
-  ui: RunMetric[];
-  flushTimer: NodeJS.Timeout | null;
-  uiTimer: NodeJS.Timeout | null;
-  lastFlush: number;
-  error: { code: string; message: string } | null;
-  done: Extract<TrainingEvent, { type: 'done' }> | null;
+  batch: WriteBatch;
+  result: TrainerResult & { done: Extract<TrainingEvent, { type: 'done' }> | null };
 }
-
-/** Where launch records the trainer input files of the run folder (an export needs them). */
-const INPUT_FILE = 'input.json';
 
 export const ckptName = (step: number) => `step-${String(step).padStart(7, '0')}.ovck`;
 
 /** Training windows of the input a previous launch prepared (before it is rewritten), if any. */
-function windowsOf(inputFile: string): number | null {
-  if (!existsSync(inputFile)) return null;
+function windowsOf(folder: string): number | null {
+  const inputs = readRunInputs(folder);
+  if (!inputs) return null;
   try {
-    const { trainFile } = JSON.parse(readFileSync(inputFile, 'utf8')) as { trainFile: string };
-    const r = new TokenDataReader(trainFile);
+    const r = new TokenDataReader(inputs.trainFile);
     const n = r.nWindows;
     r.close();
     return n;
@@ -102,27 +82,18 @@ function windowsOf(inputFile: string): number | null {
   }
 }
 
-const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
-
-/** The trainer's AdamW and clipping settings of a config: every value explicit. */
-export function optimizerOf(cfg: RunConfig): TrainingJob['optimizer'] {
-  return {
-    lr: cfg.learningRate,
-    beta1: cfg.adamBeta1,
-    beta2: cfg.adamBeta2,
-    weightDecay: cfg.weightDecay,
-    clipNorm: cfg.gradClipNorm,
-  };
-}
-
 export class RunSupervisor {
   private active: Active | null = null;
   private starting = false;
   /** The launch in progress (preparing data, starting the trainer), awaited by close(). */
   private launching: Promise<void> | null = null;
   private closed = false;
+  /** Adapters from kept checkpoints (runs.exportCheckpoint, a best or early-stopped run's end). */
+  readonly exporter: RunExporter;
 
-  constructor(private readonly d: SupervisorDeps) {}
+  constructor(private readonly d: SupervisorDeps) {
+    this.exporter = new RunExporter(d, () => this.active !== null || this.starting);
+  }
 
   private log(msg: string) {
     this.d.log?.(msg);
@@ -164,7 +135,7 @@ export class RunSupervisor {
    * must still find the step.
    */
   flushPending(id: string): void {
-    if (this.active?.run.id === id) this.flush(this.active);
+    if (this.active?.run.id === id) this.active.batch.flush();
   }
 
   /** Process id of the training process, while one runs. */
@@ -280,7 +251,7 @@ export class RunSupervisor {
 
     const folder = queued.folder;
     mkdirSync(join(folder, 'checkpoints'), { recursive: true });
-    const previousWindows = windowsOf(join(folder, INPUT_FILE));
+    const previousWindows = windowsOf(folder);
     const input = await this.d.datasets.prepare({
       datasetId: queued.datasetId,
       model,
@@ -289,10 +260,7 @@ export class RunSupervisor {
       seed: cfg.seed,
       folder,
     });
-    writeFileSync(
-      join(folder, INPUT_FILE),
-      JSON.stringify({ trainFile: input.trainFile, validationFile: input.validationFile }),
-    );
+    writeRunInputs(folder, { trainFile: input.trainFile, validationFile: input.validationFile });
     // Preparing takes a while: the user may have paused or cancelled the queued run meanwhile,
     // or the engine is closing (the run stays queued for the next start).
     if (this.closed || this.d.store.require(queued.id).state !== 'queued') return;
@@ -325,44 +293,19 @@ export class RunSupervisor {
 
     // Probes are asked the way the data teaches: a chat dataset's prompt as a user turn in the
     // model's chat template (tokenized here, by the datasets domain); the label stays the text.
-    const probePrompts: NonNullable<TrainingJob['probes']>['prompts'] = cfg.probePrompts.length
+    const probePrompts = cfg.probePrompts.length
       ? ((await this.d.datasets.probePrompts?.({
           datasetId: queued.datasetId,
           model,
           prompts: cfg.probePrompts,
         })) ?? cfg.probePrompts.map((text) => ({ text })))
       : [];
-    // The trainer checkpoints on a timer; to be able to keep the checkpoint of the best eval,
-    // that timer also fires at every eval (extra ones are dropped unless best).
-    const keepBest = cfg.validationShare > 0 && (cfg.earlyStopping || cfg.finalAdapter === 'best');
-    const job: TrainingJob = {
+    const job = jobFor({ ...queued, config: cfg }, resumePath, {
       modelPath: model.path,
-      dataPath: input.trainFile,
-      evalDataPath: input.validationFile,
-      adapterPath: join(folder, 'adapter-last.gguf'),
-      lora: {
-        rank: cfg.loraRank,
-        alpha: cfg.loraAlpha,
-        targets: [...cfg.loraTargets],
-        seed: cfg.seed,
-      },
-      optimizer: optimizerOf(cfg),
-      schedule: { type: cfg.lrSchedule, warmupSteps: cfg.warmupSteps, minLr: cfg.minLearningRate },
-      windowsPerStep: cfg.effectiveBatch,
-      maxSteps: queued.totalSteps > 0 ? queued.totalSteps : cfg.maxSteps,
-      epochs: cfg.epochs,
-      evalInterval: cfg.validationShare > 0 ? cfg.evalInterval : 0,
-      checkpoint: {
-        dir: join(folder, 'trainer'),
-        interval: keepBest ? gcd(cfg.evalInterval, cfg.checkpointInterval) : cfg.checkpointInterval,
-        resumeFrom: resumePath,
-      },
-      probes: probePrompts.length ? { prompts: probePrompts, maxTokens: 48 } : undefined,
-      seed: cfg.seed,
-      threads: cfg.threads,
-      gpuLayers: cfg.backend === 'cpu' ? 0 : cfg.gpuLayers < 0 ? 999 : cfg.gpuLayers,
-      metadata: { 'overnight.run.id': queued.id, 'overnight.run.name': queued.name },
-    };
+      trainFile: input.trainFile,
+      validationFile: input.validationFile,
+      probePrompts,
+    });
 
     const proc = new TrainerProcess({
       env: this.d.trainerEnv,
@@ -384,13 +327,17 @@ export class RunSupervisor {
       early,
       earlyReason: null,
       lastStep: fromStep,
-      pending: { metrics: [], evals: [], probes: [] },
-      ui: [],
-      flushTimer: null,
-      uiTimer: null,
-      lastFlush: Date.now(),
-      error: null,
-      done: null,
+      batch: new WriteBatch({
+        write: (b) => {
+          this.d.store.writeBatch(a.run.id, b);
+          if (b.metrics.length) {
+            a.run = this.d.store.require(a.run.id);
+            this.emitRun(a.run);
+          }
+        },
+        ui: (metrics) => this.d.events.emit('runs.step', { id: a.run.id, metrics }),
+      }),
+      result: { done: null, error: null },
     };
     this.active = a;
     proc.on('event', (e) => {
@@ -417,36 +364,20 @@ export class RunSupervisor {
           a.run = this.d.store.update(id, { totalSteps: e.totalSteps });
         this.emitRun(a.run);
         return;
-      case 'step': {
-        const m: RunMetric = {
-          step: e.step,
-          epoch: e.epoch,
-          loss: e.loss,
-          lr: e.lr,
-          tokensPerSecond: e.tokensPerSecond,
-          tokens: e.trainedTokens,
-          memoryBytes: e.deviceMemoryBytes ?? e.peakRssBytes,
-          // JSON over IPC turns a non-finite norm into null.
-          gradNorm: Number.isFinite(e.gradNorm) ? e.gradNorm : null,
-          time: Date.now(),
-        };
-        a.lastStep = e.step;
-        a.pending.metrics.push(m);
-        a.ui.push(m);
-        this.scheduleUi(a);
-        this.maybeFlush(a);
+      case 'step':
+        a.lastStep = e.metric.step;
+        a.batch.metric(e.metric);
         return;
-      }
       case 'eval': {
-        const ev: RunEval = { step: e.step, valLoss: e.valLoss, time: Date.now() };
-        a.pending.evals.push(ev);
-        const o = observeEval(a.early, e.step, e.valLoss, a.cfg);
+        const ev = e.eval;
+        a.batch.eval(ev);
+        const o = observeEval(a.early, ev.step, ev.valLoss, a.cfg);
         a.early = o;
-        this.flush(a);
+        a.batch.flush();
         if (o.improved)
           a.run = this.d.store.update(id, { bestStep: o.bestStep, bestValLoss: o.bestLoss });
         this.d.events.emit('runs.eval', { id, ...ev });
-        if (o.stop && a.intent === null && e.step < a.run.totalSteps) {
+        if (o.stop && a.intent === null && ev.step < a.run.totalSteps) {
           a.intent = 'early-stop';
           a.earlyReason =
             `Early stopping: validation loss did not improve by ${a.cfg.minDelta} for ${a.cfg.patience} evaluations ` +
@@ -455,20 +386,18 @@ export class RunSupervisor {
         }
         return;
       }
-      case 'probe': {
-        const p: RunProbe = { step: e.step, index: e.index, prompt: e.prompt, output: e.output };
-        a.pending.probes.push(p);
-        this.d.events.emit('runs.probe', { id, step: e.step, probes: [p] });
+      case 'probe':
+        a.batch.probe(e.probe);
+        this.d.events.emit('runs.probe', { id, step: e.probe.step, probes: [e.probe] });
         return;
-      }
       case 'checkpoint':
         this.onCheckpoint(a, e);
         return;
       case 'done':
-        a.done = e;
+        a.result.done = e;
         return;
       case 'error':
-        a.error = { code: e.code, message: e.message };
+        a.result.error = { code: e.code, message: e.message };
         return;
       case 'log':
         this.log(`run ${id}: ${e.message}`);
@@ -478,7 +407,7 @@ export class RunSupervisor {
 
   private onCheckpoint(a: Active, e: Extract<TrainingEvent, { type: 'checkpoint' }>): void {
     const id = a.run.id;
-    this.flush(a); // metrics up to this step are stored before the checkpoint is
+    a.batch.flush(); // metrics up to this step are stored before the checkpoint is
     const isBest = a.early.bestStep === e.step;
     const onTimer = e.kind !== 'interval' || e.step % a.cfg.checkpointInterval === 0;
     if (!onTimer && !isBest) return;
@@ -514,43 +443,19 @@ export class RunSupervisor {
 
   private async onFinished(a: Active): Promise<void> {
     const id = a.run.id;
-    this.clearTimers(a);
-    this.flush(a);
-    this.emitUi(a);
-    const now = () => new Date().toISOString();
+    a.batch.close();
     try {
-      const done = a.done;
-      if (done?.status === 'completed') {
-        const adapter = await this.finalAdapter(a, done.adapterPath);
-        this.setState(id, 'completed', a.earlyReason ?? `Completed ${done.step} steps.`, {
-          finishedAt: now(),
-          adapterPath: adapter,
-        });
-      } else if (done?.status === 'paused' && a.intent === 'early-stop') {
-        const adapter = await this.finalAdapter(a, null);
-        this.setState(id, 'completed', a.earlyReason, { finishedAt: now(), adapterPath: adapter });
-      } else if (done?.status === 'paused' && a.intent === 'shutdown') {
-        this.setState(
-          id,
-          'interrupted',
-          'The app was closed during the run; it resumes from its checkpoint.',
-        );
-      } else if (done?.status === 'paused') {
-        this.setState(id, 'paused', `Paused at step ${done.step}.`);
-      } else if (done?.status === 'cancelled' && a.intent === 'shutdown') {
-        this.setState(
-          id,
-          'interrupted',
-          'The app was closed during the run; it resumes from its last checkpoint.',
-        );
-      } else if (done?.status === 'cancelled') {
-        this.setState(id, 'cancelled', 'Cancelled by the user.', { finishedAt: now() });
-      } else {
-        this.onCrash(a);
-      }
+      const end = endOf(a.result, a.intent, a.earlyReason);
+      const finishedAt = new Date().toISOString();
+      if (end.state === 'crash') this.onCrash(a, end.error);
+      else if (end.state === 'completed') {
+        const lastAdapter = end.adapter === 'trainer' ? (a.result.done?.adapterPath ?? null) : null;
+        const adapterPath = await this.finalAdapter(a, lastAdapter);
+        this.setState(id, end.state, end.reason, { finishedAt, adapterPath });
+      } else this.setState(id, end.state, end.reason, end.finished ? { finishedAt } : {});
     } catch (err) {
       this.setState(id, 'failed', `Finishing the run failed: ${(err as Error).message}`, {
-        finishedAt: now(),
+        finishedAt: new Date().toISOString(),
       });
     } finally {
       this.active = null;
@@ -558,34 +463,9 @@ export class RunSupervisor {
     }
   }
 
-  private onCrash(a: Active): void {
+  /** A death that is not final: failed with the reason, and queued again while retries last. */
+  private onCrash(a: Active, err: { code: string; message: string }): void {
     const id = a.run.id;
-    const err = a.error ?? {
-      code: 'E_CRASH',
-      message: 'the training process ended without a result',
-    };
-    if (a.intent === 'shutdown') {
-      this.setState(id, 'interrupted', `The app was closed during the run (${err.message}).`);
-      return;
-    }
-    if (
-      [
-        'E_CONFIG',
-        'E_MODEL',
-        'E_DATA',
-        'E_NO_TOKENS',
-        'E_ARCH',
-        'E_TYPE',
-        'E_NO_ADDON',
-        'E_CHECKPOINT',
-        'E_DIVERGED',
-      ].includes(err.code)
-    ) {
-      this.setState(id, 'failed', `${err.code}: ${err.message}`, {
-        finishedAt: new Date().toISOString(),
-      });
-      return;
-    }
     const run = this.d.store.require(id);
     const dec = decideAfterCrash(run.config, run.overrides, run.retries, {
       message: err.message,
@@ -614,144 +494,12 @@ export class RunSupervisor {
     const c = ckpts.find((x) => x.step === step) ?? ckpts.at(-1);
     if (!c) return lastAdapter;
     const out = join(a.run.folder, wantBest ? 'adapter-best.gguf' : 'adapter-last.gguf');
-    return this.exportCheckpoint(a.run, { step: c.step, path: c.path, dataPath: a.trainFile, out });
-  }
-
-  /**
-   * Write an adapter GGUF from a checkpoint with the real trainer: resume from it with maxSteps
-   * equal to its step, so the trainer loads the state, takes no step and saves the adapter.
-   */
-  async exportCheckpoint(
-    run: Run,
-    {
-      step,
-      path: ckptPath,
-      dataPath,
+    return this.exporter.fromCheckpoint(a.run, {
+      step: c.step,
+      path: c.path,
+      dataPath: a.trainFile,
       out,
-    }: { step: number; path: string; dataPath: string; out: string },
-  ): Promise<string> {
-    const cfg = effectiveConfig(run.config, run.overrides);
-    const model = this.d.models.get(run.modelId);
-    if (!model) throw new Error(`model ${run.modelId} is no longer in the library`);
-    const tmpDir = join(run.folder, 'export-tmp');
-    mkdirSync(tmpDir, { recursive: true });
-    // A checkpoint from before an out-of-memory fallback has the longer sequence of its time;
-    // the data file has the current one. No step is taken, so only the recorded length matters.
-    const data = new TokenDataReader(dataPath);
-    const { seqLen, nWindows } = data;
-    data.close();
-    let from = ckptPath;
-    if (checkpointSeqLen(ckptPath) !== seqLen) {
-      from = join(tmpDir, 'rebased.ovck');
-      rebaseCheckpoint(ckptPath, from, { seqLen, oldWindows: nWindows, newWindows: nWindows });
-    }
-    const proc = new TrainerProcess({
-      env: this.d.trainerEnv,
-      inheritOutput: this.d.inheritTrainerOutput ?? false,
     });
-    proc.start({
-      modelPath: model.path,
-      dataPath,
-      adapterPath: out,
-      lora: {
-        rank: cfg.loraRank,
-        alpha: cfg.loraAlpha,
-        targets: [...cfg.loraTargets],
-        seed: cfg.seed,
-      },
-      optimizer: optimizerOf(cfg),
-      schedule: { type: cfg.lrSchedule },
-      windowsPerStep: cfg.effectiveBatch,
-      maxSteps: step,
-      checkpoint: { dir: tmpDir, resumeFrom: from },
-      seed: cfg.seed,
-      threads: cfg.threads,
-      gpuLayers: cfg.backend === 'cpu' ? 0 : cfg.gpuLayers < 0 ? 999 : cfg.gpuLayers,
-      metadata: { 'overnight.run.id': run.id, 'overnight.checkpoint.step': String(step) },
-    });
-    const fin = await proc.finished;
-    rmSync(tmpDir, { recursive: true, force: true });
-    if (fin.type === 'error')
-      throw new Error(`exporting the checkpoint at step ${step}: ${fin.code}: ${fin.message}`);
-    if (!fin.adapterPath)
-      throw new Error(`exporting the checkpoint at step ${step} wrote no adapter`);
-    return fin.adapterPath;
-  }
-
-  /** runs.exportCheckpoint: an adapter GGUF from a kept checkpoint, beside the run's others. */
-  async exportKept(id: string, step: number): Promise<string> {
-    const run = this.d.store.require(id);
-    const c = this.d.store.checkpoints(id).find((x) => x.step === step);
-    if (!c || !existsSync(c.path)) {
-      throw new OvernightError(
-        'NOT_FOUND',
-        `run "${run.name}" has no kept checkpoint at step ${step}`,
-      );
-    }
-    if (this.active || this.starting) {
-      throw new OvernightError(
-        'CONFLICT',
-        'a run is training: exporting loads the model too; try again when the device is free',
-      );
-    }
-    const inputFile = join(run.folder, INPUT_FILE);
-    if (!existsSync(inputFile))
-      throw new OvernightError(
-        'FILE_NOT_FOUND',
-        `${inputFile} is missing: the run folder is incomplete`,
-      );
-    const { trainFile } = JSON.parse(readFileSync(inputFile, 'utf8')) as { trainFile: string };
-    const out = join(run.folder, `adapter-step-${step}.gguf`);
-    return this.exportCheckpoint(run, { step, path: c.path, dataPath: trainFile, out });
-  }
-
-  // --- writes and events
-
-  private maybeFlush(a: Active): void {
-    if (a.pending.metrics.length >= FLUSH_EVENTS || Date.now() - a.lastFlush >= FLUSH_MS) {
-      this.flush(a);
-      return;
-    }
-    a.flushTimer ??= setTimeout(() => {
-      a.flushTimer = null;
-      this.flush(a);
-    }, FLUSH_MS);
-  }
-
-  private flush(a: Active): void {
-    if (a.flushTimer) {
-      clearTimeout(a.flushTimer);
-      a.flushTimer = null;
-    }
-    a.lastFlush = Date.now();
-    const p = a.pending;
-    if (!p.metrics.length && !p.evals.length && !p.probes.length) return;
-    a.pending = { metrics: [], evals: [], probes: [] };
-    this.d.store.writeBatch(a.run.id, p);
-    if (p.metrics.length) {
-      a.run = this.d.store.require(a.run.id);
-      this.emitRun(a.run);
-    }
-  }
-
-  private scheduleUi(a: Active): void {
-    a.uiTimer ??= setTimeout(() => {
-      a.uiTimer = null;
-      this.emitUi(a);
-    }, UI_MS);
-  }
-
-  private emitUi(a: Active): void {
-    if (!a.ui.length) return;
-    const metrics = a.ui;
-    a.ui = [];
-    this.d.events.emit('runs.step', { id: a.run.id, metrics });
-  }
-
-  private clearTimers(a: Active): void {
-    if (a.flushTimer) clearTimeout(a.flushTimer);
-    if (a.uiTimer) clearTimeout(a.uiTimer);
-    a.flushTimer = a.uiTimer = null;
   }
 
   private setState(

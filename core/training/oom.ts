@@ -17,7 +17,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { TrainingErrorCode } from './job.ts';
+import type { TrainerErrorCode } from '../../contract/training.ts';
 
 /** Lines that allocation failures print before an abort (ggml, llama.cpp, libstdc++, V8, libc). */
 const ALLOCATION_FAILURE = [
@@ -145,7 +145,7 @@ export interface Death {
 }
 
 /** E_OOM or E_CRASH, with a message in plain words, for a child that died without a result. */
-export function classifyDeath(d: Death): { code: TrainingErrorCode; message: string } {
+export function classifyDeath(d: Death): { code: TrainerErrorCode; message: string } {
   const last = d.stderrTail.trim().split('\n').slice(-3).join(' | ');
   const output = last ? `; last output: ${last}` : '';
   if (

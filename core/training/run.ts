@@ -12,18 +12,23 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { optimizerDefaults } from '../../contract/index.ts';
+import { parseTrainingJob, PipeError } from '../../contract/training.ts';
+import type {
+  ParsedTrainingJob,
+  TrainerErrorCode,
+  TrainingEvent,
+  TrainingJob,
+} from '../../contract/training.ts';
 import { NativeError, Trainer, peakRss } from '../../native/ts/binding.ts';
 import { TokenDataReader } from '../../native/ts/token-data.ts';
 import type { TokenWindow } from '../../native/ts/token-data.ts';
 import { CHECKPOINT_FILE, readCheckpoint, writeCheckpoint } from './checkpoint.ts';
-import type { TrainingEvent, TrainingJob } from './job.ts';
 import { lrAt, mulberry32, takeWindows } from './schedule.ts';
 import type { DataCursor, LrSchedule } from './schedule.ts';
 
 export class TrainingError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: TrainerErrorCode,
     message: string,
   ) {
     super(message);
@@ -44,31 +49,18 @@ export function modelFingerprint(path: string): string {
   }
 }
 
-function validateJob(job: TrainingJob): void {
-  const bad = (field: string, msg: string) => new TrainingError('E_CONFIG', `${field}: ${msg}`);
-  if (!job.modelPath || !existsSync(job.modelPath))
+/** The job with every default filled in (contract/training.ts), or E_CONFIG / E_MODEL. */
+function validateJob(raw: TrainingJob): ParsedTrainingJob {
+  let job: ParsedTrainingJob;
+  try {
+    job = parseTrainingJob(raw);
+  } catch (e) {
+    if (e instanceof PipeError) throw new TrainingError('E_CONFIG', e.message);
+    throw e;
+  }
+  if (!existsSync(job.modelPath))
     throw new TrainingError('E_MODEL', `model file ${job.modelPath} does not exist`);
-  if (!job.dataPath) throw bad('dataPath', 'required');
-  if (!job.adapterPath) throw bad('adapterPath', 'required');
-  if (!Number.isInteger(job.windowsPerStep) || job.windowsPerStep < 1)
-    throw bad('windowsPerStep', `must be an integer >= 1 (got ${job.windowsPerStep})`);
-  if (job.maxSteps != null && (!Number.isInteger(job.maxSteps) || job.maxSteps < 1))
-    throw bad('maxSteps', 'must be an integer >= 1');
-  if (job.maxSteps == null && !(job.epochs && job.epochs > 0))
-    throw bad('epochs', 'give maxSteps or epochs > 0');
-  const o = job.optimizer;
-  if (!(o.lr > 0)) throw bad('optimizer.lr', 'must be > 0');
-  if (o.beta1 != null && !(o.beta1 >= 0 && o.beta1 < 1))
-    throw bad('optimizer.beta1', 'must be in [0, 1)');
-  if (o.beta2 != null && !(o.beta2 >= 0 && o.beta2 < 1))
-    throw bad('optimizer.beta2', 'must be in [0, 1)');
-  if (o.eps != null && !(o.eps > 0)) throw bad('optimizer.eps', 'must be > 0');
-  if (o.weightDecay != null && !(o.weightDecay >= 0))
-    throw bad('optimizer.weightDecay', 'must be >= 0');
-  if (o.clipNorm != null && !(o.clipNorm >= 0 && Number.isFinite(o.clipNorm)))
-    throw bad('optimizer.clipNorm', 'must be a finite number >= 0 (0 = no clipping)');
-  if (!['constant', 'linear', 'cosine'].includes(job.schedule.type))
-    throw bad('schedule.type', 'constant, linear or cosine');
+  return job;
 }
 
 export interface RunControl {
@@ -80,9 +72,10 @@ export interface RunControl {
 export class TrainingRun {
   readonly control: RunControl = { cancel: false, pause: false, checkpointNow: false };
   private trainer: Trainer | null = null;
+  private job!: ParsedTrainingJob;
 
   constructor(
-    readonly job: TrainingJob,
+    private readonly input: TrainingJob,
     private readonly emit: (e: TrainingEvent) => void,
   ) {}
 
@@ -99,8 +92,7 @@ export class TrainingRun {
   }
 
   async run(): Promise<void> {
-    const job = this.job;
-    validateJob(job);
+    const job = (this.job = validateJob(this.input));
     const data = new TokenDataReader(job.dataPath);
     const evalData = job.evalDataPath ? new TokenDataReader(job.evalDataPath) : null;
     try {
@@ -132,26 +124,28 @@ export class TrainingRun {
         `${job.dataPath}: no trained tokens (every label is -1; check the assistant-only mask)`,
       );
     }
-    const seed = job.seed ?? 42;
+    const seed = job.seed;
     const totalSteps =
       job.maxSteps ??
       Math.max(1, Math.ceil(((job.epochs ?? 1) * data.nWindows) / job.windowsPerStep));
     const fingerprint = modelFingerprint(job.modelPath);
 
     // resume: read and check the checkpoint before loading the model
+    // What a checkpoint must share with this job to resume it (and what ours record).
+    const match = {
+      modelFingerprint: fingerprint,
+      rank: job.lora.rank,
+      alpha: job.lora.alpha,
+      targets: job.lora.targets,
+      seqLen,
+      windowsPerStep: job.windowsPerStep,
+      seed,
+    };
     let resume: ReturnType<typeof readCheckpoint> | null = null;
     if (job.checkpoint?.resumeFrom) {
       resume = readCheckpoint(job.checkpoint.resumeFrom);
       const m = resume.meta.match;
-      const want = {
-        modelFingerprint: fingerprint,
-        rank: job.lora.rank,
-        alpha: job.lora.alpha,
-        targets: job.lora.targets,
-        seqLen,
-        windowsPerStep: job.windowsPerStep,
-        seed,
-      };
+      const want = match;
       for (const k of Object.keys(want) as (keyof typeof want)[]) {
         if (JSON.stringify(m[k]) !== JSON.stringify(want[k])) {
           throw new TrainingError(
@@ -169,8 +163,8 @@ export class TrainingRun {
       alpha: job.lora.alpha,
       seed: job.lora.seed ?? seed,
       seqLen,
-      threads: job.threads ?? 0,
-      gpuLayers: job.gpuLayers ?? 0,
+      threads: job.threads,
+      gpuLayers: job.gpuLayers,
     });
     this.trainer = trainer;
     if (this.control.cancel) trainer.cancel(true);
@@ -192,7 +186,7 @@ export class TrainingRun {
 
     this.emit({
       type: 'ready',
-      model: trainer.info,
+      model: { ...trainer.info },
       totalSteps,
       startStep: step,
       trainWindows: data.nWindows,
@@ -204,8 +198,8 @@ export class TrainingRun {
     const sched: LrSchedule = {
       type: job.schedule.type,
       lr: job.optimizer.lr,
-      warmupSteps: job.schedule.warmupSteps ?? 0,
-      minLr: job.schedule.minLr ?? 0,
+      warmupSteps: job.schedule.warmupSteps,
+      minLr: job.schedule.minLr,
       totalSteps,
     };
     const ckptDir = job.checkpoint?.dir;
@@ -227,7 +221,7 @@ export class TrainingRun {
         totalSteps,
       }),
       'overnight.training.step': String(step),
-      ...(job.metadata ?? {}),
+      ...job.metadata,
     });
 
     const checkpoint = (kind: 'interval' | 'manual' | 'pause' | 'final') => {
@@ -243,15 +237,7 @@ export class TrainingRun {
           rngState: rng.state(),
           trainedTokens,
           elapsedMs: elapsed(),
-          match: {
-            modelFingerprint: fingerprint,
-            rank: job.lora.rank,
-            alpha: job.lora.alpha,
-            targets: job.lora.targets,
-            seqLen,
-            windowsPerStep: job.windowsPerStep,
-            seed,
-          },
+          match,
         },
         state,
       );
@@ -260,7 +246,6 @@ export class TrainingRun {
 
     const evaluate = async () => {
       if (!evalData || evalData.nWindows === 0) return;
-      const te = Date.now();
       const n = Math.min(evalData.nWindows, job.evalMaxWindows ?? evalData.nWindows);
       let sum = 0;
       let tok = 0;
@@ -270,7 +255,7 @@ export class TrainingRun {
         tok += r.nTrained;
       }
       if (tok > 0)
-        this.emit({ type: 'eval', step, valLoss: sum / tok, tokens: tok, ms: Date.now() - te });
+        this.emit({ type: 'eval', eval: { step, valLoss: sum / tok, time: Date.now() } });
     };
 
     const probeTmp = job.adapterPath + '.probe.gguf';
@@ -286,21 +271,21 @@ export class TrainingRun {
           const r = await trainer.probe(
             {
               prompt: tokens,
-              maxTokens: p.maxTokens ?? 32,
-              temperature: p.temperature ?? 0,
+              maxTokens: p.maxTokens,
+              temperature: p.temperature,
               seed: Math.floor(rng.next() * 2 ** 31),
             },
             probeTmp,
           );
           const label = pr.label ?? ('text' in pr ? pr.text : trainer.detokenize(tokens));
-          this.emit({ type: 'probe', step, index: i, prompt: label, output: r.text });
+          this.emit({ type: 'probe', probe: { step, index: i, prompt: label, output: r.text } });
         }
       } finally {
         if (existsSync(probeTmp)) unlinkSync(probeTmp);
       }
     };
 
-    const evalEvery = job.evalInterval ?? 0;
+    const evalEvery = job.evalInterval;
     const probeEvery = job.probes?.interval ?? evalEvery;
     const ckptEvery = job.checkpoint?.interval ?? 0;
 
@@ -311,14 +296,8 @@ export class TrainingRun {
         const windows: TokenWindow[] = ids.map((i) => data.read(i));
         const lr = lrAt(sched, step);
         const ts = Date.now();
-        const r = await trainer.step(windows, {
-          lr,
-          beta1: job.optimizer.beta1 ?? optimizerDefaults.adamBeta1,
-          beta2: job.optimizer.beta2 ?? optimizerDefaults.adamBeta2,
-          eps: job.optimizer.eps ?? 1e-8,
-          weightDecay: job.optimizer.weightDecay ?? optimizerDefaults.weightDecay,
-          clipNorm: job.optimizer.clipNorm ?? optimizerDefaults.gradClipNorm,
-        });
+        const { beta1, beta2, eps, weightDecay, clipNorm } = job.optimizer;
+        const r = await trainer.step(windows, { lr, beta1, beta2, eps, weightDecay, clipNorm });
         const stepMs = Date.now() - ts;
         step++;
         cursor = next;
@@ -326,19 +305,21 @@ export class TrainingRun {
         const dev = trainer.deviceMemory();
         this.emit({
           type: 'step',
-          step,
+          metric: {
+            step,
+            epoch: cursor.epoch + cursor.index / data.nWindows,
+            loss: r.loss,
+            lr,
+            tokensPerSecond: (windows.length * seqLen) / Math.max(1e-3, stepMs / 1000),
+            tokens: trainedTokens,
+            // The device's memory in use where the trainer reports it, else the process's peak.
+            memoryBytes: dev ? dev.used : peakRss(),
+            // JSON has no NaN or Infinity: a norm that is not finite is stored as unknown.
+            gradNorm: Number.isFinite(r.gradNorm) ? r.gradNorm : null,
+            time: Date.now(),
+          },
           totalSteps,
-          epoch: cursor.epoch + cursor.index / data.nWindows,
-          loss: r.loss,
-          lr,
-          tokensPerSecond: (windows.length * seqLen) / Math.max(1e-3, stepMs / 1000),
-          trainedTokens,
-          stepTokens: r.nTrained,
           stepMs,
-          gradNorm: r.gradNorm,
-          elapsedMs: elapsed(),
-          peakRssBytes: peakRss(),
-          deviceMemoryBytes: dev ? dev.used : null,
         });
         const last = step === totalSteps;
         if ((evalEvery > 0 && step % evalEvery === 0) || last) await evaluate();

@@ -1,7 +1,8 @@
 // Supervisor side of the training process: forks the worker (core/training/worker.ts through tsx
-// from source, dist/training/worker.js from a bundle: see workerEntry), sends the job, turns
-// its IPC messages into typed events and reports a crash (exit code / signal) as an error event,
-// so a dead training process is never silent.
+// from source, dist/training/worker.js from a bundle: see workerEntry), sends the job, parses
+// its IPC messages into typed events (contract/training.ts) and reports a crash (exit code /
+// signal) as an error event, so a dead training process is never silent. A message that does
+// not parse ends the run with E_PROTOCOL and the field it got wrong (the child is killed).
 //
 //   const p = new TrainerProcess();
 //   p.on('event', (e: TrainingEvent) => ...);
@@ -14,7 +15,8 @@ import { EventEmitter } from 'node:events';
 import { existsSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { TrainingCommand, TrainingEvent, TrainingJob } from './job.ts';
+import { parseTrainingEvent, PipeError } from '../../contract/training.ts';
+import type { TrainingCommand, TrainingEvent, TrainingJob } from '../../contract/training.ts';
 import { classifyDeath, memoryCgroupOf, oomKillCount } from './oom.ts';
 
 /** util-linux's prlimit, which a memory cap needs (Linux only). */
@@ -85,6 +87,8 @@ export interface TrainerProcessOptions {
    * $OVERNIGHT_TRAINER_CGROUP, else the engine's own cgroup.
    */
   cgroup?: string;
+  /** The script to fork instead of workerEntry() (tests of the pipe itself). */
+  worker?: WorkerEntry;
 }
 
 /** Bytes from "1073741824", "1024M", "1.5G"; throws on anything else. */
@@ -121,7 +125,7 @@ export class TrainerProcess extends EventEmitter {
     if (this.child || this.final) throw new Error('TrainerProcess.start: already started');
     let worker: WorkerEntry;
     try {
-      worker = workerEntry();
+      worker = this.opts.worker ?? workerEntry();
       if (!existsSync(worker.path)) {
         throw new Error(`the training worker ${worker.path} is missing (npm run build writes it)`);
       }
@@ -189,7 +193,18 @@ export class TrainerProcess extends EventEmitter {
       this.stderrTail = (this.stderrTail + d.toString()).slice(-65536);
       if (inherit) process.stderr.write(d);
     });
-    child.on('message', (e: TrainingEvent) => {
+    child.on('message', (raw: unknown) => {
+      if (this.final) return; // nothing counts after the result (or a refused message)
+      let e: TrainingEvent;
+      try {
+        e = parseTrainingEvent(raw);
+      } catch (err) {
+        if (!(err instanceof PipeError)) throw err;
+        this.final = { type: 'error', code: 'E_PROTOCOL', message: err.message };
+        this.emit('event', this.final);
+        child.kill('SIGKILL');
+        return;
+      }
       if (e.type === 'done' || e.type === 'error') this.final = e;
       this.emit('event', e);
     });

@@ -54,7 +54,7 @@ test(
       const proc = new TrainerProcess({ inheritOutput: false });
       let peak = 0;
       proc.on('event', (e) => {
-        if (e.type === 'step') peak = Math.max(peak, e.deviceMemoryBytes ?? e.peakRssBytes);
+        if (e.type === 'step') peak = Math.max(peak, e.metric.memoryBytes ?? 0);
       });
       proc.start({
         modelPath: model.path,

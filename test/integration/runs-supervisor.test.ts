@@ -280,11 +280,11 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
     assert.ok(done.length >= 2);
     const [a, b] = done as [Run, Run];
     const ck = f.runStore.checkpoints(a.id)[0]!;
-    const path = await f.service.supervisor.exportKept(a.id, ck.step);
+    const path = await f.service.supervisor.exporter.kept(a.id, ck.step);
     assert.equal(path, join(a.folder, `adapter-step-${ck.step}.gguf`));
     assert.ok(existsSync(path));
     await assert.rejects(
-      f.service.supervisor.exportKept(a.id, 9999),
+      f.service.supervisor.exporter.kept(a.id, 9999),
       /no kept checkpoint at step 9999/,
     );
 

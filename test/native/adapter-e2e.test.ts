@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import type { TrainingEvent } from '../../core/training/job.ts';
+import type { TrainingEvent } from '../../contract/training.ts';
 import { TrainerProcess } from '../../core/training/trainer-process.ts';
 import { tinyModel } from '../fixtures/tiny-model.ts';
 import { tempDir } from './helpers.ts';
@@ -54,7 +54,7 @@ describe('exported adapter in node-llama-cpp', () => {
     const probe = events.find((e) => e.type === 'probe');
     assert.ok(probe && probe.type === 'probe');
     assert.equal(
-      probe.output.trim(),
+      probe.probe.output.trim(),
       qa.trainPairs[0]!.answer,
       'the in-process probe (llama.cpp --lora path) reproduces the answer',
     );

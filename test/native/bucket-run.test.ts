@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import type { TrainingEvent } from '../../core/training/job.ts';
+import type { TrainingEvent } from '../../contract/training.ts';
 import { TrainerProcess } from '../../core/training/trainer-process.ts';
 import { buildWindows, writeTokenData } from '../../native/ts/token-data.ts';
 import type { Sample } from '../../native/ts/token-data.ts';
@@ -79,6 +79,7 @@ test('a run with validation after every step over mixed-length answers completes
   assert.equal(steps.length, 5);
   assert.ok(evals.length >= 5, `${evals.length} validation passes`);
   for (const e of evals)
-    assert.ok(e.type === 'eval' && Number.isFinite(e.valLoss), JSON.stringify(e));
-  for (const e of steps) assert.ok(e.type === 'step' && Number.isFinite(e.loss), JSON.stringify(e));
+    assert.ok(e.type === 'eval' && Number.isFinite(e.eval.valLoss), JSON.stringify(e));
+  for (const e of steps)
+    assert.ok(e.type === 'step' && Number.isFinite(e.metric.loss), JSON.stringify(e));
 });

@@ -5,15 +5,12 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readCheckpoint } from '../../core/training/checkpoint.ts';
-import type { TrainingEvent, TrainingJob } from '../../core/training/job.ts';
+import type { TrainingEvent, TrainingJob } from '../../contract/training.ts';
 import { TrainerProcess } from '../../core/training/trainer-process.ts';
 import { tinyModel } from '../fixtures/tiny-model.ts';
 import { tempDir } from './helpers.ts';
 import { makeQaFiles } from './qa-data.ts';
 import type { QaFiles } from './qa-data.ts';
-
-type Step = Extract<TrainingEvent, { type: 'step' }>;
-type Ev = Extract<TrainingEvent, { type: 'eval' }>;
 
 async function runJob(job: TrainingJob, onEvent?: (e: TrainingEvent, p: TrainerProcess) => void) {
   const p = new TrainerProcess({ inheritOutput: false });
@@ -27,8 +24,8 @@ async function runJob(job: TrainingJob, onEvent?: (e: TrainingEvent, p: TrainerP
   return {
     final,
     events,
-    steps: events.filter((e): e is Step => e.type === 'step'),
-    evals: events.filter((e): e is Ev => e.type === 'eval'),
+    steps: events.flatMap((e) => (e.type === 'step' ? [e.metric] : [])),
+    evals: events.flatMap((e) => (e.type === 'eval' ? [e.eval] : [])),
     p,
   };
 }
@@ -78,7 +75,7 @@ describe('training runs in the worker process (tiny Q4_0 model)', () => {
       `val loss ${r.evals.map((e) => e.valLoss.toFixed(3)).join(' -> ')}`,
     );
     const s = r.steps.at(-1)!;
-    assert.ok(s.tokensPerSecond > 0 && s.peakRssBytes > 0 && s.trainedTokens > 0 && s.lr > 0);
+    assert.ok(s.tokensPerSecond > 0 && s.memoryBytes! > 0 && s.tokens > 0 && s.lr > 0);
   });
 
   test('test 6: N steps, kill -9, resume for N equals 2N steps in one go (loss within 1e-4)', async () => {
@@ -114,7 +111,7 @@ describe('training runs in the worker process (tiny Q4_0 model)', () => {
     assert.equal(b.step, 2 * N);
     assert.ok(Math.abs(a.loss - b.loss) < 1e-4, `final loss ${a.loss} vs resumed ${b.loss}`);
     assert.ok(Math.abs(full.evals.at(-1)!.valLoss - resumed.evals.at(-1)!.valLoss) < 1e-4);
-    assert.equal(b.trainedTokens, a.trainedTokens);
+    assert.equal(b.tokens, a.tokens);
   });
 
   test('test 7: cancel returns within 2 s and leaves the last checkpoint loadable', async () => {
@@ -123,7 +120,7 @@ describe('training runs in the worker process (tiny Q4_0 model)', () => {
     const r = await runJob(
       job('cancel', { maxSteps: 100000, checkpoint: { dir: ckDir, interval: 2 } }),
       (e, p) => {
-        if (e.type === 'step' && e.step === 3 && !sentAt) {
+        if (e.type === 'step' && e.metric.step === 3 && !sentAt) {
           sentAt = Date.now();
           p.cancel();
         }
@@ -148,7 +145,7 @@ describe('training runs in the worker process (tiny Q4_0 model)', () => {
     const r = await runJob(
       job('pause', { maxSteps: 1000, evalInterval: 0, checkpoint: { dir: ckDir } }),
       (e, p) => {
-        if (e.type === 'step' && e.step === 2) p.checkpointNow();
+        if (e.type === 'step' && e.metric.step === 2) p.checkpointNow();
         if (e.type === 'checkpoint' && e.kind === 'manual') p.pause();
       },
     );
