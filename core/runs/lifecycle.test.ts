@@ -5,6 +5,7 @@ import {
   checkpointsToDelete,
   decideAfterCrash,
   earlyStopStart,
+  endOf,
   nextState,
   observeEval,
   resumePlan,
@@ -103,4 +104,43 @@ test('retention keeps the newest N checkpoints and the best one', () => {
   assert.deepEqual(checkpointsToDelete([10, 20, 30, 40, 50], 2, 20), [10, 30]);
   assert.deepEqual(checkpointsToDelete([10, 20], 3, null), []);
   assert.deepEqual(checkpointsToDelete([50, 10, 30], 1, 50), [10, 30]);
+});
+
+test('end states: the trainer result read against what the supervisor asked for', () => {
+  const done = (status: 'completed' | 'cancelled' | 'paused', step = 12) => ({
+    done: { status, step },
+    error: null,
+  });
+  assert.deepEqual(endOf(done('completed'), null, null), {
+    state: 'completed',
+    reason: 'Completed 12 steps.',
+    adapter: 'trainer',
+    finished: true,
+  });
+  const early = endOf(done('paused'), 'early-stop', 'Early stopping: no gain.');
+  assert.equal(early.state, 'completed');
+  assert.ok(early.state === 'completed' && early.adapter === 'checkpoint');
+  assert.equal(early.state === 'completed' && early.reason, 'Early stopping: no gain.');
+  assert.equal(endOf(done('paused'), 'pause', null).state, 'paused');
+  assert.equal(endOf(done('paused'), 'shutdown', null).state, 'interrupted');
+  assert.equal(endOf(done('cancelled'), 'shutdown', null).state, 'interrupted');
+  assert.deepEqual(endOf(done('cancelled'), 'cancel', null), {
+    state: 'cancelled',
+    reason: 'Cancelled by the user.',
+    finished: true,
+  });
+  const crash = endOf({ done: null, error: null }, null, null);
+  assert.deepEqual(crash, {
+    state: 'crash',
+    error: { code: 'E_CRASH', message: 'the training process ended without a result' },
+  });
+  const oom = { done: null, error: { code: 'E_OOM' as const, message: 'no memory' } };
+  assert.equal(endOf(oom, null, null).state, 'crash', 'OOM goes to decideAfterCrash');
+  assert.equal(endOf(oom, 'shutdown', null).state, 'interrupted');
+  const bad = { done: null, error: { code: 'E_CONFIG' as const, message: 'rank 0' } };
+  assert.deepEqual(endOf(bad, null, null), {
+    state: 'failed',
+    reason: 'E_CONFIG: rank 0',
+    finished: true,
+  });
 });
