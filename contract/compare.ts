@@ -32,24 +32,36 @@ export const variantSchema = z.discriminatedUnion('kind', [
 export type Variant = z.output<typeof variantSchema>;
 export type VariantInput = z.input<typeof variantSchema>;
 
-export const samplingSchema = z.object({
+/** Sampling controls shared by every column (validators without defaults: patches use them). */
+const samplingFields = {
   /** 0 = greedy. */
-  temperature: z.number().min(0).max(5).default(0.7),
-  topP: z.number().min(0).max(1).default(0.95),
+  temperature: z.number().min(0).max(5),
+  topP: z.number().min(0).max(1),
   /** 0 = off. */
-  topK: z.number().int().min(0).max(1000).default(40),
-  minP: z.number().min(0).max(1).default(0.05),
+  topK: z.number().int().min(0).max(1000),
+  minP: z.number().min(0).max(1),
   /** 1 = off. */
-  repeatPenalty: z.number().min(1).max(3).default(1.1),
-  maxTokens: z.number().int().min(1).max(8192).default(512),
+  repeatPenalty: z.number().min(1).max(3),
+  maxTokens: z.number().int().min(1).max(8192),
   /** The same seed in every column, so the columns differ only by their adapters. */
   seed: z
     .number()
     .int()
     .min(0)
-    .max(2 ** 31 - 1)
-    .default(42),
+    .max(2 ** 31 - 1),
+};
+
+export const samplingSchema = z.object({
+  temperature: samplingFields.temperature.default(0.7),
+  topP: samplingFields.topP.default(0.95),
+  topK: samplingFields.topK.default(40),
+  minP: samplingFields.minP.default(0.05),
+  repeatPenalty: samplingFields.repeatPenalty.default(1.1),
+  maxTokens: samplingFields.maxTokens.default(512),
+  seed: samplingFields.seed.default(42),
 });
+/** A change to some controls: unset fields stay as they are (zod 4's partial() would default them). */
+export const samplingPatchSchema = z.object(samplingFields).partial();
 export type Sampling = z.output<typeof samplingSchema>;
 export const samplingDefaults: Sampling = samplingSchema.parse({});
 
@@ -176,7 +188,7 @@ export const compareMethods = {
     z.object({
       id: compareIdSchema,
       systemPrompt: z.string().max(20000).optional(),
-      sampling: samplingSchema.partial().optional(),
+      sampling: samplingPatchSchema.optional(),
       title: z.string().min(1).max(200).optional(),
       /** Where the model is loaded for this conversation (e.g. 'cpu' when the GPU is full). */
       device: z.enum(chatDevices).optional(),

@@ -186,8 +186,15 @@ describe(
     it('stop ends the answers early and keeps what was written', async () => {
       await engine.dispatcher.call('compare.update', {
         id: convId,
-        sampling: { temperature: 0.8, maxTokens: 4000 },
+        sampling: { temperature: 0.8 },
       });
+      // A change to one control leaves the others as they were.
+      const updated = await engine.dispatcher.call('compare.update', {
+        id: convId,
+        sampling: { maxTokens: 4000 },
+      });
+      assert.equal(updated.sampling.temperature, 0.8);
+      assert.equal(updated.sampling.maxTokens, 4000);
       await engine.dispatcher.call('compare.send', { id: convId, text: 'Tell me a long story.' });
       const stopped = await engine.dispatcher.call('compare.stop', { id: convId });
       assert.equal(stopped.generating, false);
