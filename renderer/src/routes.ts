@@ -4,6 +4,7 @@
  */
 import type { Component } from 'svelte';
 import type { IconName } from './components/icons.ts';
+import ComparePage from './pages/ComparePage.svelte';
 import DatasetsPage from './pages/DatasetsPage.svelte';
 import HubPage from './pages/HubPage.svelte';
 import ModelsPage from './pages/ModelsPage.svelte';
@@ -27,6 +28,7 @@ export const routes: Route[] = [
   { id: 'hub', label: 'Hub', icon: 'download', component: HubPage },
   { id: 'datasets', label: 'Datasets', icon: 'file', component: DatasetsPage },
   { id: 'runs', label: 'Runs', icon: 'chart', component: RunsPage },
+  { id: 'compare', label: 'Compare', icon: 'chat', component: ComparePage },
   { id: 'system', label: 'System', icon: 'chip', component: SystemPage },
 ];
 

@@ -17,6 +17,7 @@ export const icons = {
   chart: 'M4 20h16M5 16l4-5 4 3 6-8',
   download: 'M12 4v11M7 10l5 5 5-5M5 20h14',
   search: 'M11 18a7 7 0 1 0 0-14 7 7 0 0 0 0 14Zm5-2 4.5 4.5',
+  chat: 'M4 5h16v11H9l-5 4V5Z',
 } as const;
 
 export type IconName = keyof typeof icons;

@@ -1,5 +1,6 @@
 /** The app's state root, shared with components through context. */
 import { getContext, setContext } from 'svelte';
+import { CompareState } from './compare.svelte.ts';
 import { ConnectionState } from './connection.svelte.ts';
 import { DatasetsState } from './datasets.svelte.ts';
 import { HubState } from './hub.svelte.ts';
@@ -16,6 +17,7 @@ export class AppState {
   readonly system = new SystemState(this.connection);
   readonly runs = new RunsState(this.connection);
   readonly hub = new HubState(this.connection);
+  readonly compare = new CompareState(this.connection);
 }
 
 const key = Symbol('app');

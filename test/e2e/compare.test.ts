@@ -1,0 +1,190 @@
+/**
+ * Compare end to end: in Chromium against the real engine in web mode. A tiny model is trained
+ * (real trainer) on four question/answer conversations; from the run's page, "Compare with base"
+ * opens a comparison of the base and the run's adapter; with greedy sampling set in the shared
+ * controls, both columns answer a training question: the tuned column gives the trained answer,
+ * the base does not. After a reload the conversation reopens with the same answers.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Run } from '../../contract/index.ts';
+import { tinyModel } from '../fixtures/tiny-model.ts';
+import { startHarness, type Harness } from './harness.ts';
+
+const pairs = [
+  { q: 'Code for Amber?', a: 'apple' },
+  { q: 'Code for Basil?', a: 'cherry' },
+  { q: 'Code for Cedar?', a: 'lemon' },
+  { q: 'Code for Dune?', a: 'melon' },
+];
+
+describe(
+  'compare page (web mode, real engine, real trainer, real chat)',
+  { timeout: 600_000 },
+  () => {
+    let h: Harness;
+    let scratch: string;
+
+    before(async () => {
+      h = await startHarness();
+      scratch = mkdtempSync(join(tmpdir(), 'overnight-'));
+    });
+    after(async () => {
+      await h?.close();
+      if (scratch) rmSync(scratch, { recursive: true, force: true });
+    });
+
+    async function trainRun(): Promise<Run> {
+      const e = h.engine;
+      const modelId = (await e.models.add((await tinyModel({ type: 'q8_0' })).path)).id;
+      const file = join(scratch, 'codes.jsonl');
+      writeFileSync(
+        file,
+        pairs
+          .map(({ q, a }) =>
+            JSON.stringify({
+              messages: [
+                { role: 'user', content: q },
+                { role: 'assistant', content: a },
+              ],
+            }),
+          )
+          .join('\n') + '\n',
+      );
+      const r = await e.datasets.import({ path: file });
+      assert.ok(r.status === 'imported');
+      let id = '';
+      const settled = new Promise<Run>((resolve) => {
+        const off = e.events.subscribe('runs.state', (x) => {
+          if (x.id !== id || !['completed', 'failed', 'cancelled'].includes(x.state)) return;
+          off();
+          resolve(x);
+        });
+      });
+      id = (
+        await e.runs.create(
+          {
+            model: modelId,
+            dataset: r.dataset.id,
+            preset: 'custom',
+            loraRank: 16,
+            loraAlpha: 32,
+            loraTargets: [
+              'attn_q',
+              'attn_k',
+              'attn_v',
+              'attn_output',
+              'ffn_gate',
+              'ffn_up',
+              'ffn_down',
+            ],
+            lrSchedule: 'cosine',
+            learningRate: 5e-3,
+            maxSteps: 80,
+            warmupSteps: 5,
+            effectiveBatch: 4,
+            gradAccumulation: 4,
+            sequenceLength: 32,
+            validationShare: 0,
+            checkpointInterval: 1000,
+            earlyStopping: false,
+            finalAdapter: 'last',
+            threads: 2,
+          },
+          'codes',
+        )
+      ).id;
+      const run = await settled;
+      assert.equal(run.state, 'completed', run.stateReason ?? '');
+      return run;
+    }
+
+    test('base and tuned columns answer a trained prompt; the conversation reopens after a reload', async () => {
+      const run = await trainRun();
+      const { page, errors } = await h.newPage();
+      await page.goto(`${h.server.url}`);
+      await page
+        .getByTestId('connection-status')
+        .and(page.locator('[data-state="open"]'))
+        .waitFor();
+      await page.goto(`${h.server.url.split('#')[0]}#/runs/${run.id}`);
+      await page.locator('[data-testid="run-live"][data-state="completed"]').waitFor();
+
+      await page.getByTestId('run-compare-base').click();
+      await page.getByTestId('compare-setup').waitFor();
+      // Prefilled: the run's model, the base in column 1, the run's adapter in column 2.
+      const v0 = page.getByTestId('compare-variant-0');
+      const v1 = page.getByTestId('compare-variant-1');
+      for (const t0 = Date.now(); (await v1.inputValue()) === '';) {
+        if (Date.now() - t0 > 10_000) throw new Error('the run was not preselected');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(await v0.locator('option:checked').innerText(), 'base');
+      assert.equal(await v1.locator('option:checked').innerText(), 'codes');
+      await page.getByTestId('compare-start').click();
+      await page.getByTestId('compare-chat').waitFor();
+      assert.match(page.url(), /#\/compare\/[0-9a-f-]+$/);
+      const convUrl = page.url();
+
+      // Shared sampling: greedy, short answers.
+      await page.locator('details.settings summary').click();
+      await page.getByTestId('compare-sampling-temperature').fill('0');
+      await page.getByTestId('compare-sampling-temperature').dispatchEvent('change');
+      await page.getByTestId('compare-sampling-maxTokens').fill('8');
+      await page.getByTestId('compare-sampling-maxTokens').dispatchEvent('change');
+      for (const t0 = Date.now(); ;) {
+        const c = await h.engine.dispatcher.call('compare.list', {});
+        const conv = await h.engine.dispatcher.call('compare.show', { id: c[0]!.id });
+        if (conv.sampling.temperature === 0 && conv.sampling.maxTokens === 8) break;
+        if (Date.now() - t0 > 10_000) throw new Error('the sampling controls did not apply');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+
+      await page.getByTestId('compare-input').fill(pairs[0]!.q);
+      await page.getByTestId('compare-send').click();
+      // Where the GPU has no room for the chat model, the page says so and offers the CPU.
+      const answered = page.locator('[data-testid="compare-answer-1"][data-finish="end"]');
+      const noRoom = page.getByTestId('compare-error-use-cpu');
+      await answered.or(noRoom).first().waitFor({ timeout: 120_000 });
+      if (await noRoom.isVisible()) {
+        await noRoom.click();
+        await page.getByTestId('compare-device').and(page.getByText('CPU')).waitFor();
+        await page.getByTestId('compare-send').click();
+      }
+      await answered.waitFor({ timeout: 120_000 });
+      await page
+        .locator('[data-testid="compare-answer-0"][data-finish]:not([data-finish=""])')
+        .waitFor();
+      const text = async (col: number) =>
+        (
+          await page
+            .getByTestId(`compare-answer-${col}`)
+            .getByTestId('compare-answer-text')
+            .innerText()
+        ).trim();
+      assert.equal(await text(1), pairs[0]!.a, 'the tuned column gives the trained answer');
+      assert.notEqual(await text(0), pairs[0]!.a, 'the base does not');
+      assert.match(await page.getByTestId('compare-answer-1').innerText(), /tokens\/s/);
+      assert.deepEqual(await page.getByTestId('compare-column-head').allInnerTexts(), [
+        'base',
+        'codes',
+      ]);
+      const base = await text(0);
+      await h.screenshot(page, 'compare');
+
+      // Reload: the conversation reopens, listed and with the same answers.
+      await page.reload();
+      await page.getByTestId('compare-chat').waitFor();
+      assert.equal(page.url(), convUrl);
+      await page.getByTestId('compare-turn').first().waitFor();
+      assert.equal(await text(1), pairs[0]!.a);
+      assert.equal(await text(0), base);
+      assert.equal(await page.getByTestId('compare-user').first().innerText(), pairs[0]!.q);
+      assert.equal(await page.getByTestId('compare-saved-item').count(), 1);
+      assert.deepEqual(errors, []);
+    });
+  },
+);
