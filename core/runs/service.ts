@@ -10,7 +10,6 @@ import {
   OvernightError,
   presets,
   runConfigDefaults,
-  runConfigSchema,
   runsMethods,
   type ModelInfo,
   type Run,
@@ -27,7 +26,13 @@ import { calibrationJob } from './job.ts';
 import { readModelDims } from './model-dims.ts';
 import type { RunStore } from './store.ts';
 import { RunSupervisor } from './supervisor.ts';
-import { validateRun, type ModelSource, type ValidatedConfig } from './validate.ts';
+import {
+  requireValid,
+  validateRun,
+  type ModelSource,
+  type RunValidation,
+  type ValidatedConfig,
+} from './validate.ts';
 
 export type RunsMethod = keyof typeof runsMethods;
 
@@ -80,8 +85,13 @@ export class RunsService {
     return this.supervisor.close(timeoutMs);
   }
 
-  validate(raw: unknown): Promise<ValidatedConfig> {
+  /** The config and its problems (none: it can be queued); a config off the schema throws. */
+  check(raw: unknown): Promise<RunValidation> {
     return validateRun(raw, { models: this.d.models, datasets: this.d.datasets });
+  }
+
+  async validate(raw: unknown): Promise<ValidatedConfig> {
+    return requireValid(await this.check(raw));
   }
 
   async estimate(raw: unknown, calibrate: boolean): Promise<RunEstimate> {
@@ -236,18 +246,8 @@ export function runsHandlers(s: RunsService, store: RunStore): Handlers<RunsMeth
       presets.map((p) => ({ id: p.id, label: p.label, explain: p.explain, config: p.config })),
     'runs.lastConfig': () => store.lastConfig(),
     'runs.validate': async ({ config }) => {
-      try {
-        const v = await s.validate(config);
-        return { config: v.config, problems: [] };
-      } catch (err) {
-        if (!(err instanceof OvernightError) || err.code === 'INTERNAL') throw err;
-        const parsed = runConfigSchema.safeParse(config);
-        if (!parsed.success) throw err;
-        return {
-          config: parsed.data,
-          problems: err.message.split('\n').filter((l) => l && !l.endsWith(':')),
-        };
-      }
+      const v = await s.check(config);
+      return { config: v.config, problems: v.problems.map((p) => p.message) };
     },
     'runs.estimate': ({ config, calibrate }) => s.estimate(config, calibrate),
     'runs.create': ({ config, name }) => s.create(config, name),

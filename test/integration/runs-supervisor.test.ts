@@ -332,4 +332,23 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
     }
     assert.equal(f.runStore.list().length, before, 'nothing was queued');
   });
+
+  it('runs.validate returns the config and each problem as data, with its code', async () => {
+    const ctx = f.models.require(f.modelId).contextLength;
+    const handler = runsHandlers(f.service, f.runStore)['runs.validate'];
+    const validate = async (p: { config: unknown }) => handler(p, { transport: 'in-memory' });
+    const two = await validate({ config: base({ sequenceLength: ctx * 2, gradAccumulation: 1 }) });
+    assert.equal(two.config.sequenceLength, ctx * 2);
+    assert.equal(two.problems.length, 2, two.problems.join(' | '));
+    assert.match(two.problems[0]!, /^sequenceLength: \d+ is beyond the model's context length/);
+    assert.match(two.problems[1]!, /^gradAccumulation: the trainer runs one sequence/);
+    const v = await f.service.check(base({ model: 'no-such-model' }));
+    assert.deepEqual(
+      v.problems.map((p) => p.code),
+      ['NOT_FOUND'],
+    );
+    assert.equal(v.checked, null);
+    assert.deepEqual((await validate({ config: base() })).problems, []);
+    await assert.rejects(validate({ config: base({ loraRank: 0 }) }), /loraRank/);
+  });
 });
