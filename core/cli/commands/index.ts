@@ -1,5 +1,6 @@
 /** Every CLI command. A new domain adds its `<domain>Commands` array here (one line). */
 import type { CliCommand } from '../command.ts';
+import { chatCommands } from './chat.ts';
 import { datasetsCommands } from './datasets.ts';
 import { hubCommands } from './hub.ts';
 import { modelsCommands } from './models.ts';
@@ -13,5 +14,6 @@ export const commands: CliCommand[] = [
   ...hubCommands,
   ...datasetsCommands,
   ...runsCommands,
+  ...chatCommands,
   ...systemCommands,
 ];
