@@ -6,20 +6,14 @@
  * the base does not. After a reload the conversation reopens with the same answers.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { Run } from '../../contract/index.ts';
-import { tinyModel } from '../fixtures/tiny-model.ts';
+import { codePairs, trainCodes } from '../integration/compare-fixture.ts';
 import { startHarness, type Harness } from './harness.ts';
 
-const pairs = [
-  { q: 'Code for Amber?', a: 'apple' },
-  { q: 'Code for Basil?', a: 'cherry' },
-  { q: 'Code for Cedar?', a: 'lemon' },
-  { q: 'Code for Dune?', a: 'melon' },
-];
+const pairs = codePairs;
 
 describe(
   'compare page (web mode, real engine, real trainer, real chat)',
@@ -37,73 +31,8 @@ describe(
       if (scratch) rmSync(scratch, { recursive: true, force: true });
     });
 
-    async function trainRun(): Promise<Run> {
-      const e = h.engine;
-      const modelId = (await e.models.add((await tinyModel({ type: 'q8_0' })).path)).id;
-      const file = join(scratch, 'codes.jsonl');
-      writeFileSync(
-        file,
-        pairs
-          .map(({ q, a }) =>
-            JSON.stringify({
-              messages: [
-                { role: 'user', content: q },
-                { role: 'assistant', content: a },
-              ],
-            }),
-          )
-          .join('\n') + '\n',
-      );
-      const r = await e.datasets.import({ path: file });
-      assert.ok(r.status === 'imported');
-      let id = '';
-      const settled = new Promise<Run>((resolve) => {
-        const off = e.events.subscribe('runs.state', (x) => {
-          if (x.id !== id || !['completed', 'failed', 'cancelled'].includes(x.state)) return;
-          off();
-          resolve(x);
-        });
-      });
-      id = (
-        await e.runs.create(
-          {
-            model: modelId,
-            dataset: r.dataset.id,
-            preset: 'custom',
-            loraRank: 16,
-            loraAlpha: 32,
-            loraTargets: [
-              'attn_q',
-              'attn_k',
-              'attn_v',
-              'attn_output',
-              'ffn_gate',
-              'ffn_up',
-              'ffn_down',
-            ],
-            lrSchedule: 'cosine',
-            learningRate: 5e-3,
-            maxSteps: 80,
-            warmupSteps: 5,
-            effectiveBatch: 4,
-            gradAccumulation: 4,
-            sequenceLength: 32,
-            validationShare: 0,
-            checkpointInterval: 1000,
-            earlyStopping: false,
-            finalAdapter: 'last',
-            threads: 2,
-          },
-          'codes',
-        )
-      ).id;
-      const run = await settled;
-      assert.equal(run.state, 'completed', run.stateReason ?? '');
-      return run;
-    }
-
     test('base and tuned columns answer a trained prompt; the conversation reopens after a reload', async () => {
-      const run = await trainRun();
+      const { run } = await trainCodes(h.engine, scratch);
       const { page, errors } = await h.newPage();
       await page.goto(`${h.server.url}`);
       await page

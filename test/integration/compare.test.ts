@@ -7,77 +7,22 @@
  * (SQLite); regenerate, edit-last, stop, clear and the Markdown export work on it.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Conversation, Run } from '../../contract/index.ts';
 import { createEngine, type Engine } from '../../core/engine.ts';
 import { createInMemoryClient } from '../../core/rpc/in-memory.ts';
-import { tinyModel } from '../fixtures/tiny-model.ts';
+import { codePairs, trainCodes } from './compare-fixture.ts';
 
-const pairs = [
-  { q: 'Code for Amber?', a: 'apple' },
-  { q: 'Code for Basil?', a: 'cherry' },
-  { q: 'Code for Cedar?', a: 'lemon' },
-  { q: 'Code for Dune?', a: 'melon' },
-];
+const pairs = codePairs;
 
 let dir: string;
 let dataDir: string;
 let engine: Engine;
 let modelId: string;
 let run: Run;
-
-async function trainRun(e: Engine): Promise<Run> {
-  const file = join(dir, 'codes.jsonl');
-  writeFileSync(
-    file,
-    pairs
-      .map(({ q, a }) =>
-        JSON.stringify({
-          messages: [
-            { role: 'user', content: q },
-            { role: 'assistant', content: a },
-          ],
-        }),
-      )
-      .join('\n') + '\n',
-  );
-  const r = await e.datasets.import({ path: file });
-  assert.ok(r.status === 'imported');
-  let id = '';
-  const settled = new Promise<Run>((resolve) => {
-    const off = e.events.subscribe('runs.state', (x) => {
-      if (x.id !== id || !['completed', 'failed', 'cancelled', 'interrupted'].includes(x.state))
-        return;
-      off();
-      resolve(x);
-    });
-  });
-  const created = await e.runs.create({
-    model: modelId,
-    dataset: r.dataset.id,
-    preset: 'custom',
-    loraRank: 16,
-    loraAlpha: 32,
-    loraTargets: ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'],
-    lrSchedule: 'cosine',
-    learningRate: 5e-3,
-    maxSteps: 80,
-    warmupSteps: 5,
-    effectiveBatch: 4,
-    gradAccumulation: 4,
-    sequenceLength: 32,
-    validationShare: 0,
-    checkpointInterval: 60,
-    earlyStopping: false,
-    finalAdapter: 'last',
-    threads: 2,
-  });
-  id = created.id;
-  return settled;
-}
 
 /** Sends a message and waits until every column has answered; returns the conversation. */
 async function ask(e: Engine, id: string, text: string): Promise<Conversation> {
@@ -91,10 +36,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'overnight-'));
   dataDir = join(dir, 'data');
   engine = createEngine({ dataDir });
-  modelId = (await engine.models.add((await tinyModel({ type: 'q8_0' })).path)).id;
-  run = await trainRun(engine);
-  assert.equal(run.state, 'completed', run.stateReason ?? '');
-  assert.ok(run.adapterPath);
+  ({ run, modelId } = await trainCodes(engine, dir, { checkpointInterval: 60 }));
 });
 after(async () => {
   await engine.close();

@@ -1,0 +1,87 @@
+// A run that teaches a tiny Llama 2-format model four code words (real datasets domain, real
+// trainer): the compare tests ask it one and expect the trained answer from the adapter only.
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Run } from '../../contract/index.ts';
+import type { Engine } from '../../core/engine.ts';
+import { tinyModel } from '../fixtures/tiny-model.ts';
+
+export const codePairs = [
+  { q: 'Code for Amber?', a: 'apple' },
+  { q: 'Code for Basil?', a: 'cherry' },
+  { q: 'Code for Cedar?', a: 'lemon' },
+  { q: 'Code for Dune?', a: 'melon' },
+];
+
+/** Adds the tiny model, imports the pairs, trains 80 steps; returns the completed run. */
+export async function trainCodes(
+  e: Engine,
+  scratch: string,
+  over: Record<string, unknown> = {},
+): Promise<{ run: Run; modelId: string }> {
+  const modelId = (await e.models.add((await tinyModel({ type: 'q8_0' })).path)).id;
+  const file = join(scratch, 'codes.jsonl');
+  writeFileSync(
+    file,
+    codePairs
+      .map(({ q, a }) =>
+        JSON.stringify({
+          messages: [
+            { role: 'user', content: q },
+            { role: 'assistant', content: a },
+          ],
+        }),
+      )
+      .join('\n') + '\n',
+  );
+  const r = await e.datasets.import({ path: file });
+  assert.ok(r.status === 'imported');
+  let id = '';
+  const settled = new Promise<Run>((resolve) => {
+    const off = e.events.subscribe('runs.state', (x) => {
+      if (x.id !== id || !['completed', 'failed', 'cancelled', 'interrupted'].includes(x.state))
+        return;
+      off();
+      resolve(x);
+    });
+  });
+  id = (
+    await e.runs.create(
+      {
+        model: modelId,
+        dataset: r.dataset.id,
+        preset: 'custom',
+        loraRank: 16,
+        loraAlpha: 32,
+        loraTargets: [
+          'attn_q',
+          'attn_k',
+          'attn_v',
+          'attn_output',
+          'ffn_gate',
+          'ffn_up',
+          'ffn_down',
+        ],
+        lrSchedule: 'cosine',
+        learningRate: 5e-3,
+        maxSteps: 80,
+        warmupSteps: 5,
+        effectiveBatch: 4,
+        gradAccumulation: 4,
+        sequenceLength: 32,
+        validationShare: 0,
+        checkpointInterval: 1000,
+        earlyStopping: false,
+        finalAdapter: 'last',
+        threads: 2,
+        ...over,
+      },
+      'codes',
+    )
+  ).id;
+  const run = await settled;
+  assert.equal(run.state, 'completed', run.stateReason ?? '');
+  assert.ok(run.adapterPath);
+  return { run, modelId };
+}
