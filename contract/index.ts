@@ -16,6 +16,7 @@ import { systemMethods } from './system.ts';
 export * from './errors.ts';
 export * from './compare.ts';
 export * from './define.ts';
+export * from './format.ts';
 export * from './datasets.ts';
 export * from './hub.ts';
 export * from './models.ts';

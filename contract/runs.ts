@@ -78,10 +78,7 @@ export const runConfigFields = z
     loraAlpha: z.number().positive('loraAlpha must be greater than 0').max(4096).default(32),
     loraTargets: z
       .array(z.enum(loraTargets))
-      .min(
-        1,
-        'loraTargets must name at least one layer (attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down)',
-      )
+      .min(1, `loraTargets must name at least one layer (${loraTargets.join(', ')})`)
       .default(['attn_q', 'attn_k', 'attn_v', 'attn_output']),
 
     // Optimizer (AdamW) and learning-rate schedule

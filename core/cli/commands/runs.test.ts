@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RunMetric } from '../../../contract/index.ts';
-import { formatDuration, progressLine } from './runs.ts';
+import { formatDuration } from '../../../contract/index.ts';
+import { progressLine } from './runs.ts';
 
 const m = (step: number, time: number): RunMetric => ({
   step,
@@ -29,4 +30,7 @@ test('durations read as minutes or hours', () => {
   assert.equal(formatDuration(59), '0m59s');
   assert.equal(formatDuration(3 * 3600 + 5 * 60), '3h05m');
   assert.equal(formatDuration(Number.NaN), '?');
+  // rounded before it is split: 1h59m59.6s is 2h00m, not "1h 60m"
+  assert.equal(formatDuration(2 * 3600 - 0.4), '2h00m');
+  assert.equal(formatDuration(3599.7), '1h00m');
 });

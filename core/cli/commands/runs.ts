@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import {
+  formatDuration,
   presetChoices,
   presetConfig,
   type PresetChoice,
@@ -14,15 +15,6 @@ import {
 } from '../../../contract/index.ts';
 import { UsageError, type CliCommand, type CliContext } from '../command.ts';
 import { keyValues, table } from '../format.ts';
-
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return '?';
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  if (h > 0) return `${h}h${String(m).padStart(2, '0')}m`;
-  return `${m}m${String(s % 60).padStart(2, '0')}s`;
-}
 
 /** One progress line: step, loss, tokens/s and ETA from the pace of the recent steps. */
 export function progressLine(run: Pick<Run, 'totalSteps'>, recent: readonly RunMetric[]): string {
