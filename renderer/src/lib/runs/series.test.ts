@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RunMetric } from '../../../../contract/index.ts';
-import { etaSeconds, mergeByStep, smooth, truncateAfter, xOf } from './series.ts';
+import { etaSeconds } from '../../../../contract/index.ts';
+import { lossSeries, mergeByStep, smooth, stepSeries, truncateAfter, xOf } from './series.ts';
 
 const m = (step: number, loss = step): RunMetric => ({
   step,
@@ -44,4 +45,23 @@ test('x values and ETA', () => {
   assert.equal(xOf(m(5), 'tokens'), 500);
   assert.equal(etaSeconds([m(1), m(3)], 10), 7);
   assert.equal(etaSeconds([m(1)], 10), null);
+});
+
+test('chart series come straight from the run metrics and evals', () => {
+  const ms = [m(1, 4), { ...m(2, 2), gradNorm: 1.5 }, m(3, 1)];
+  const [raw, smoothed, val] = lossSeries(ms, [{ step: 2, valLoss: 3, time: 0 }], 0);
+  assert.deepEqual(raw!.points, [
+    { x: 1, y: 4 },
+    { x: 2, y: 2 },
+    { x: 3, y: 1 },
+  ]);
+  assert.deepEqual(smoothed!.points, raw!.points, 'smoothing 0 is the raw line');
+  assert.deepEqual(val!.points, [{ x: 2, y: 3 }]);
+  assert.equal(val!.dots, true);
+  // a norm stored before the trainer reported it (null) is left out, not drawn as 0
+  assert.deepEqual(stepSeries(ms, 'gradNorm', 'norm', '#000')[0]!.points, [{ x: 2, y: 1.5 }]);
+  assert.deepEqual(
+    stepSeries(ms, 'lr', 'lr', '#000')[0]!.points.map((p) => p.x),
+    [1, 2, 3],
+  );
 });

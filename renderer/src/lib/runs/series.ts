@@ -1,9 +1,10 @@
 /**
  * Pure helpers behind the run charts: merging step metrics that arrive from two sources (live
  * events and a backfill by step range) without duplicates or gaps, exponential smoothing of the
- * train loss, and the x value of a point in steps, epochs or tokens.
+ * train loss, the x value of a point in steps, epochs or tokens, and the chart series of one
+ * run, built from the contract's RunMetric / RunEval as they arrive (runs.svelte.ts derives them).
  */
-import type { RunMetric } from '../../../../contract/index.ts';
+import type { RunEval, RunMetric } from '../../../../contract/index.ts';
 
 /**
  * `a` and `b` sorted by step -> one array sorted by step, one entry per step (b wins on a tie:
@@ -63,19 +64,6 @@ export function xOf(m: RunMetric, axis: XAxis): number {
   return axis === 'step' ? m.step : axis === 'epoch' ? m.epoch : m.tokens;
 }
 
-/** Seconds left from the pace of the last `window` steps; null before two points exist. */
-export function etaSeconds(
-  metrics: readonly RunMetric[],
-  totalSteps: number,
-  window = 50,
-): number | null {
-  const last = metrics.at(-1);
-  const first = metrics[Math.max(0, metrics.length - window)];
-  if (!last || !first || last.step === first.step) return null;
-  const perStep = (last.time - first.time) / 1000 / (last.step - first.step);
-  return Math.max(0, (totalSteps - last.step) * perStep);
-}
-
 /** One line of a chart. */
 export interface Series {
   label: string;
@@ -85,4 +73,52 @@ export interface Series {
   faint?: boolean;
   /** Points drawn (sparse series such as validation loss). */
   dots?: boolean;
+}
+
+/** Train loss (raw, faint, and smoothed) with the validation loss as dots. */
+export function lossSeries(
+  metrics: readonly RunMetric[],
+  evals: readonly RunEval[],
+  smoothing: number,
+): Series[] {
+  const sm = smooth(
+    metrics.map((x) => x.loss),
+    smoothing,
+  );
+  return [
+    {
+      label: 'train loss',
+      color: '#8b9dff',
+      points: metrics.map((x) => ({ x: x.step, y: x.loss })),
+      faint: true,
+    },
+    {
+      label: 'train loss (smoothed)',
+      color: '#8b9dff',
+      points: metrics.map((x, i) => ({ x: x.step, y: sm[i]! })),
+    },
+    {
+      label: 'validation loss',
+      color: '#fbbf24',
+      points: evals.map((e) => ({ x: e.step, y: e.valLoss })),
+      dots: true,
+    },
+  ];
+}
+
+/**
+ * One field of every step as a line by step. Steps without the value (a gradient norm stored
+ * before the trainer reported it) are left out.
+ */
+export function stepSeries(
+  metrics: readonly RunMetric[],
+  field: 'lr' | 'tokensPerSecond' | 'gradNorm',
+  label: string,
+  color: string,
+): Series[] {
+  const points = metrics.flatMap((m) => {
+    const y = m[field];
+    return y === null ? [] : [{ x: m.step, y }];
+  });
+  return [{ label, color, points }];
 }

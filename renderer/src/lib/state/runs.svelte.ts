@@ -4,14 +4,18 @@
  *
  * Live series: subscribe to the events first, then backfill from `runs.metrics` by step, and
  * merge the two by step (lib/runs/series.ts), so nothing is lost or doubled while the page
- * opens mid-run or reconnects. Series are `$state.raw`: replaced, never mutated.
+ * opens mid-run or reconnects. Metrics are `$state.raw`: replaced, never mutated; the chart
+ * series and the ETA are `$derived` from them (the contract's RunMetric, unchanged since the
+ * trainer made it).
  */
 import {
-  runConfigSchema,
+  etaSeconds,
+  runConfigDefaults,
   type Run,
   type RunCheckpoint,
   type RunConfig,
   type RunConfigInput,
+  type RunDetail,
   type RunEstimate,
   type RunEval,
   type RunMetric,
@@ -19,12 +23,14 @@ import {
   type RunState,
 } from '../../../../contract/index.ts';
 import { errorMessage } from '../rpc/index.ts';
-import { mergeByStep, truncateAfter } from '../runs/series.ts';
+import { lossSeries, mergeByStep, stepSeries, truncateAfter, type Series } from '../runs/series.ts';
 import type { ConnectionState } from './connection.svelte.ts';
+import { load } from './load.ts';
 
 export class RunsState {
   list: Run[] = $state.raw([]);
   loaded = $state(false);
+  loading = $state(false);
   error: string | null = $state(null);
   filter: RunState | 'all' = $state('all');
   search = $state('');
@@ -60,13 +66,14 @@ export class RunsState {
   }
 
   async load(): Promise<void> {
-    try {
-      this.list = await this.client.call('runs.list', {});
-      this.loaded = true;
-      this.error = null;
-    } catch (err) {
-      this.error = errorMessage(err);
-    }
+    await load(
+      this,
+      () => this.client.call('runs.list', {}),
+      (list) => {
+        this.list = list;
+        this.loaded = true;
+      },
+    );
   }
 
   async rename(id: string, name: string): Promise<void> {
@@ -118,6 +125,23 @@ export class LiveRun {
   checkpoints: RunCheckpoint[] = $state.raw([]);
   error: string | null = $state(null);
   loaded = $state(false);
+  loading = $state(false);
+  /** Smoothing of the train-loss line (0 = raw). */
+  smoothing = $state(0.9);
+
+  last: RunMetric | undefined = $derived(this.metrics.at(-1));
+  lossSeries: Series[] = $derived(lossSeries(this.metrics, this.evals, this.smoothing));
+  lrSeries: Series[] = $derived(stepSeries(this.metrics, 'lr', 'learning rate', '#4ade80'));
+  speedSeries: Series[] = $derived(
+    stepSeries(this.metrics, 'tokensPerSecond', 'tokens/s', '#a78bfa'),
+  );
+  gradNormSeries: Series[] = $derived(
+    stepSeries(this.metrics, 'gradNorm', 'gradient norm (before clipping)', '#f472b6'),
+  );
+  /** Seconds left while it runs, from the pace of the recent steps. */
+  eta: number | null = $derived(
+    this.run?.state === 'running' ? etaSeconds(this.metrics, this.run.totalSteps) : null,
+  );
 
   readonly #offs: (() => void)[] = [];
   readonly #runs: RunsState;
@@ -162,6 +186,10 @@ export class LiveRun {
 
   async #loadDetail(): Promise<void> {
     const d = await this.#runs.client.call('runs.show', { id: this.id });
+    this.#applyDetail(d);
+  }
+
+  #applyDetail(d: RunDetail): void {
     this.run = d.run;
     this.evals = d.evals;
     this.probes = d.probes;
@@ -169,26 +197,32 @@ export class LiveRun {
   }
 
   async load(): Promise<void> {
-    try {
-      await this.#loadDetail();
-      // Backfill in pages so a 50,000-step run arrives complete without one huge message.
-      const page = 5000;
-      let from = 0;
-      for (;;) {
-        const batch = await this.#runs.client.call('runs.metrics', {
-          id: this.id,
-          fromStep: from,
-          toStep: from + page - 1,
-        });
-        this.metrics = mergeByStep(batch, this.metrics);
-        if (!this.run || from + page > this.run.step) break;
-        from += page;
-      }
-      this.loaded = true;
-      this.error = null;
-    } catch (err) {
-      this.error = errorMessage(err);
-    }
+    const client = this.#runs.client;
+    await load(
+      this,
+      async () => {
+        const detail = await client.call('runs.show', { id: this.id });
+        // Backfill in pages so a 50,000-step run arrives complete without one huge message.
+        const page = 5000;
+        let metrics: RunMetric[] = [];
+        for (let from = 0; ; from += page) {
+          const batch = await client.call('runs.metrics', {
+            id: this.id,
+            fromStep: from,
+            toStep: from + page - 1,
+          });
+          metrics = mergeByStep(metrics, batch);
+          if (from + page > detail.run.step) break;
+        }
+        return { detail, metrics };
+      },
+      ({ detail, metrics }) => {
+        this.#applyDetail(detail);
+        // Live events that arrived meanwhile are merged by step.
+        this.metrics = mergeByStep(metrics, this.metrics);
+        this.loaded = true;
+      },
+    );
   }
 
   checkpointNow(): Promise<unknown> {
@@ -292,11 +326,8 @@ export class NewRunForm {
   }
 }
 
-/** Every field's default, from the contract's schema (presets list only what they change). */
-const schemaDefaults: Omit<RunConfig, 'model' | 'dataset'> = (() => {
-  const { model: _m, dataset: _d, ...rest } = runConfigSchema.parse({ model: '-', dataset: '-' });
-  return rest;
-})();
+/** Every field's default, from the contract (presets list only what they change). */
+const schemaDefaults = runConfigDefaults;
 
 export class CompareState {
   result: {
