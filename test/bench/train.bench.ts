@@ -102,6 +102,12 @@ async function main(): Promise<void> {
       backend: BACKEND,
       backwardRoute: ROUTE,
     });
+    if (BACKEND !== 'cpu' && !tr.info.backend.toLowerCase().includes(BACKEND)) {
+      console.log(
+        `  ${type}: WARNING: no ${BACKEND} device (backends: ${tr.info.backend}); this row trained on the CPU` +
+          (BACKEND === 'vulkan' ? ' (software Vulkan: GGML_VK_VISIBLE_DEVICES=0)' : ''),
+      );
+    }
     const pl = tr.placement();
     const cpuNodes = pl.cpuOps.reduce((n, o) => n + o.count, 0);
     for (const o of pl.cpuOps)

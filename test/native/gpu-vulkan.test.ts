@@ -225,6 +225,37 @@ describe('training on the Vulkan backend', { skip: skip ?? false }, () => {
     assert.ok(den > 0 && rel < 2e-2, `GPU gradients differ from the CPU's by ${rel}`);
   });
 
+  test('partial offload: each LoRA pair lives on its layer device, and training matches the CPU backend', async () => {
+    const w = [
+      [randomWindow(SEQ, 31, { maskFirst: 2 })],
+      [randomWindow(SEQ, 32, { maskFirst: 2 })],
+    ];
+    // llama.cpp counts the output layer as one: 2 of (2 + 1) puts blk.1 and the output on the GPU
+    const vk = await open('q4_0', 'vulkan', { gpuLayers: 2 });
+    let vkLoss: number[];
+    try {
+      const mem = vk.memory();
+      const cpu = mem.find((e) => e.device === 'CPU');
+      const gpu = mem.find((e) => /vulkan/i.test(e.device));
+      // 7 pairs per layer, each pair on its own layer's device: half the LoRA bytes on each
+      assert.ok(cpu && gpu && cpu.lora > 0 && gpu.lora > 0, JSON.stringify(mem));
+      assert.ok(Math.abs(cpu.lora - gpu.lora) <= 0.05 * gpu.lora, JSON.stringify(mem));
+      vkLoss = await losses(vk, w);
+    } finally {
+      vk.close();
+    }
+    const c = await open('q4_0', 'cpu');
+    try {
+      const cpuLoss = await losses(c, w);
+      for (let i = 0; i < cpuLoss.length; i++) {
+        const d = Math.abs(vkLoss[i]! - cpuLoss[i]!) / cpuLoss[i]!;
+        assert.ok(d < 1e-3, `loss ${i}: ${vkLoss[i]} vs ${cpuLoss[i]}`);
+      }
+    } finally {
+      c.close();
+    }
+  });
+
   test('cancel returns E_CANCELLED from inside a step within 2 s and applies nothing', async () => {
     const m = await tinyModel({ type: 'f32', nEmbd: 256, nFf: 512, nLayer: 8 });
     const tr = await Trainer.open({
