@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import {
+  etaSeconds,
   formatDuration,
   presetChoices,
   presetConfig,
@@ -20,10 +21,7 @@ import { keyValues, table } from '../format.ts';
 export function progressLine(run: Pick<Run, 'totalSteps'>, recent: readonly RunMetric[]): string {
   const last = recent.at(-1);
   if (!last) return 'starting…';
-  const first = recent[0]!;
-  const secPerStep =
-    recent.length > 1 ? (last.time - first.time) / 1000 / (last.step - first.step) : NaN;
-  const eta = formatDuration((run.totalSteps - last.step) * secPerStep);
+  const eta = formatDuration(etaSeconds(recent, run.totalSteps, recent.length) ?? NaN);
   const tps =
     last.tokensPerSecond >= 1000
       ? `${(last.tokensPerSecond / 1000).toFixed(1)}k`
