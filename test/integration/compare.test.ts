@@ -197,3 +197,61 @@ describe(
     });
   },
 );
+
+describe('chat while a run trains', { timeout: 900_000 }, () => {
+  it('both proceed: the chat answers and the run keeps taking steps', async () => {
+    const steps: number[] = [];
+    let id = '';
+    const off = engine.events.subscribe('runs.step', (s) => {
+      if (s.id === id) steps.push(...s.metrics.map((m) => m.step));
+    });
+    const training = await engine.runs.create({
+      ...run.config,
+      maxSteps: 100_000,
+      checkpointInterval: 100_000,
+    });
+    id = training.id;
+    try {
+      for (const t0 = Date.now(); steps.length < 3;) {
+        if (Date.now() - t0 > 120_000) throw new Error('the run took no steps');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const mem = await engine.dispatcher.call('compare.memory', { modelId, columns: 2 });
+      assert.equal(
+        mem.trainingRun,
+        training.name,
+        'the memory check knows the run holds the device',
+      );
+
+      const c = await engine.dispatcher.call('compare.create', {
+        modelId,
+        variants: [{ kind: 'base' }, { kind: 'run', runId: run.id }],
+        sampling: greedy,
+        device: 'cpu',
+      });
+      const before = steps.at(-1)!;
+      const done = await ask(engine, c.id, pairs[0]!.q);
+      assert.equal(done.turnList[0]!.answers[1]!.content.trim(), pairs[0]!.a);
+      const during = steps.at(-1)!;
+      assert.ok(
+        during > before,
+        `the run took steps while the chat answered (${before} -> ${during})`,
+      );
+      for (const t0 = Date.now(); steps.at(-1)! <= during;) {
+        if (Date.now() - t0 > 60_000)
+          throw new Error('the run stopped taking steps after the chat');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal((await engine.dispatcher.call('runs.show', { id })).run.state, 'running');
+    } finally {
+      off();
+      await engine.dispatcher.call('runs.cancel', { id });
+      // Let the training process end before the engine closes.
+      for (const t0 = Date.now(); Date.now() - t0 < 30_000;) {
+        if ((await engine.dispatcher.call('runs.show', { id })).run.state === 'cancelled') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  });
+});
