@@ -2,7 +2,13 @@
 // a message that does not fit is refused with the field it got wrong.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { optimizerDefaults, runConfigDefaults, type RunMetric } from '../../contract/runs.ts';
+import {
+  loraTargets,
+  optimizerDefaults,
+  runConfigDefaults,
+  type RunMetric,
+} from '../../contract/runs.ts';
+import { LORA_TARGETS } from '../../native/ts/binding.ts';
 import {
   fatalTrainerErrors,
   parseTrainingCommand,
@@ -97,4 +103,8 @@ test('a crash is retried, a bad config or a broken pipe is not', () => {
     assert.ok(fatalTrainerErrors.has(c), c);
   for (const c of ['E_CRASH', 'E_OOM', 'E_NATIVE'] as const)
     assert.ok(!fatalTrainerErrors.has(c), c);
+});
+
+test("the binding's LoRA target list is the contract's (the contract is the source)", () => {
+  assert.deepEqual([...LORA_TARGETS], [...loraTargets]);
 });
