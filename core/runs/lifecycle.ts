@@ -11,7 +11,7 @@
  *                      \--engine died--> interrupted --(autoResume | resume)--> queued
  * `resume` of a queued, running or completed run changes nothing (resumePlan).
  */
-import { OvernightError, type RunConfig, type RunState } from '../../contract/index.ts';
+import { OvernightError, type Run, type RunConfig, type RunState } from '../../contract/index.ts';
 import { fatalTrainerErrors, type TrainerErrorCode } from '../../contract/training.ts';
 import { microBatch } from './estimate.ts';
 
@@ -165,10 +165,8 @@ export function endOf(
   return { state: 'crash', error };
 }
 
-export interface Overrides {
-  gradAccumulation?: number;
-  sequenceLength?: number;
-}
+/** Out-of-memory fallbacks applied on top of the user's config (stored with the run). */
+export type Overrides = Run['overrides'];
 
 /** The config the trainer actually gets: the user's, with out-of-memory fallbacks applied. */
 export function effectiveConfig(cfg: RunConfig, o: Overrides): RunConfig {
