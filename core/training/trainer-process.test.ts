@@ -7,8 +7,20 @@ import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TrainingEvent } from '../../contract/training.ts';
+import type { TrainingEvent, TrainingJob } from '../../contract/training.ts';
 import { TrainerProcess, workerEntry } from './trainer-process.ts';
+
+/** A job that parses (the files need not exist: neither test gets that far). */
+const job: TrainingJob = {
+  modelPath: 'm.gguf',
+  dataPath: 'd.tok',
+  adapterPath: 'a.gguf',
+  lora: {},
+  optimizer: { lr: 1e-3 },
+  schedule: { type: 'constant' },
+  windowsPerStep: 1,
+  maxSteps: 3,
+};
 
 test(
   'an event from the training process that does not parse ends the run with E_PROTOCOL naming the field',
@@ -35,16 +47,7 @@ test(
       const events: TrainingEvent[] = [];
       p.on('event', (e) => events.push(e));
       const t0 = Date.now();
-      p.start({
-        modelPath: 'm.gguf',
-        dataPath: 'd.tok',
-        adapterPath: 'a.gguf',
-        lora: {},
-        optimizer: { lr: 1e-3 },
-        schedule: { type: 'constant' },
-        windowsPerStep: 1,
-        maxSteps: 3,
-      });
+      p.start(job);
       const final = await p.finished;
       assert.equal(final.type, 'error');
       assert.equal(final.code, 'E_PROTOCOL');
@@ -90,16 +93,7 @@ test(
     );
     child.send({
       type: 'start',
-      job: {
-        modelPath: 'm.gguf',
-        dataPath: 'd.tok',
-        adapterPath: 'a.gguf',
-        lora: {},
-        optimizer: { lr: 1e-3 },
-        schedule: { type: 'constant' },
-        windowsPerStep: 0,
-        maxSteps: 3,
-      },
+      job: { ...job, windowsPerStep: 0 },
     });
     assert.equal(await exited, 1);
     const err = got.at(-1);
