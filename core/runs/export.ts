@@ -12,7 +12,7 @@ import { TokenDataReader } from '../../native/ts/token-data.ts';
 import { TrainerProcess } from '../training/trainer-process.ts';
 import { exportJob, INPUT_FILE, readRunInputs } from './job.ts';
 import { effectiveConfig } from './lifecycle.ts';
-import { checkpointSeqLen, rebaseCheckpoint } from './rebase.ts';
+import { checkpointAtSeqLen } from './rebase.ts';
 import type { RunStore } from './store.ts';
 
 export interface ExportDeps {
@@ -43,11 +43,11 @@ export class RunExporter {
     const data = new TokenDataReader(dataPath);
     const { seqLen, nWindows } = data;
     data.close();
-    let from = path;
-    if (checkpointSeqLen(path) !== seqLen) {
-      from = join(scratchDir, 'rebased.ovck');
-      rebaseCheckpoint(path, from, { seqLen, oldWindows: nWindows, newWindows: nWindows });
-    }
+    const from = checkpointAtSeqLen(path, join(scratchDir, 'rebased.ovck'), {
+      seqLen,
+      oldWindows: nWindows,
+      newWindows: nWindows,
+    });
     const proc = new TrainerProcess({
       env: this.d.trainerEnv,
       inheritOutput: this.d.inheritTrainerOutput ?? false,

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readCheckpoint, writeCheckpoint } from '../training/checkpoint.ts';
-import { checkpointSeqLen, rebaseCheckpoint } from './rebase.ts';
+import { checkpointAtSeqLen, checkpointSeqLen, rebaseCheckpoint } from './rebase.ts';
 
 test('a rebased checkpoint keeps the state and step, records the new length and moves the cursor proportionally', () => {
   const dir = mkdtempSync(join(tmpdir(), 'overnight-'));
@@ -44,6 +44,14 @@ test('a rebased checkpoint keeps the state and step, records the new length and 
     assert.deepEqual(b.meta.cursor, { epoch: 1, index: 60 });
     assert.deepEqual(b.meta.match, { ...match, seqLen: 64 });
     assert.equal(checkpointSeqLen(src), 128, 'the original is untouched');
+
+    // the checkpoint to resume from: itself at its own length, a rebased copy at another
+    const windows = { oldWindows: 40, newWindows: 40 };
+    const other = join(dir, 'sub', 'c.ovck');
+    assert.equal(checkpointAtSeqLen(src, other, { seqLen: 128, ...windows }), src);
+    assert.ok(!existsSync(other), 'nothing written when the length matches');
+    assert.equal(checkpointAtSeqLen(src, other, { seqLen: 32, ...windows }), other);
+    assert.equal(checkpointSeqLen(other), 32);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -6,6 +6,8 @@
  * count, records the new length, and moves the cursor to the same share of the epoch in the new
  * window count. It is written beside the original, never over it.
  */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { readCheckpoint, writeCheckpoint } from '../training/checkpoint.ts';
 
 export function checkpointSeqLen(path: string): number {
@@ -35,4 +37,20 @@ export function rebaseCheckpoint(
     },
     state,
   );
+}
+
+/**
+ * The checkpoint to resume from at `to.seqLen`: `src` itself when it was made with that length,
+ * else a rebased copy written to `dest` (the supervisor after an out-of-memory fallback, an
+ * export of a checkpoint from before one).
+ */
+export function checkpointAtSeqLen(
+  src: string,
+  dest: string,
+  to: { seqLen: number; oldWindows: number; newWindows: number },
+): string {
+  if (checkpointSeqLen(src) === to.seqLen) return src;
+  mkdirSync(dirname(dest), { recursive: true });
+  rebaseCheckpoint(src, dest, to);
+  return dest;
 }

@@ -26,7 +26,7 @@ import { WriteBatch } from './batch.ts';
 import type { RunDatasets } from './datasets-port.ts';
 import { RunExporter } from './export.ts';
 import { jobFor, readRunInputs, writeRunInputs } from './job.ts';
-import { checkpointSeqLen, rebaseCheckpoint } from './rebase.ts';
+import { checkpointAtSeqLen } from './rebase.ts';
 import {
   checkpointsToDelete,
   decideAfterCrash,
@@ -269,21 +269,22 @@ export class RunSupervisor {
     const ckpts = this.d.store.checkpoints(queued.id).filter((c) => existsSync(c.path));
     const resumeFrom = ckpts.at(-1) ?? null;
     const fromStep = resumeFrom?.step ?? 0;
-    let resumePath = resumeFrom?.path ?? null;
-    if (resumePath && checkpointSeqLen(resumePath) !== cfg.sequenceLength) {
-      // An out-of-memory fallback shortened the sequence (lifecycle.decideAfterCrash).
-      const rebased = join(folder, 'trainer', `rebased-${ckptName(fromStep)}`);
-      mkdirSync(join(folder, 'trainer'), { recursive: true });
-      rebaseCheckpoint(resumePath, rebased, {
-        seqLen: cfg.sequenceLength,
-        oldWindows: previousWindows ?? input.trainWindows,
-        newWindows: input.trainWindows,
-      });
+    // An out-of-memory fallback may have shortened the sequence (lifecycle.decideAfterCrash).
+    const resumePath =
+      resumeFrom &&
+      checkpointAtSeqLen(
+        resumeFrom.path,
+        join(folder, 'trainer', `rebased-${ckptName(fromStep)}`),
+        {
+          seqLen: cfg.sequenceLength,
+          oldWindows: previousWindows ?? input.trainWindows,
+          newWindows: input.trainWindows,
+        },
+      );
+    if (resumePath && resumePath !== resumeFrom?.path)
       this.log(
         `run ${queued.id}: checkpoint at step ${fromStep} rebased to sequence length ${cfg.sequenceLength}`,
       );
-      resumePath = rebased;
-    }
     this.d.store.truncateAfter(queued.id, fromStep);
     let early = earlyStopStart;
     for (const e of this.d.store.evals(queued.id))
