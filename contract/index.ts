@@ -8,6 +8,7 @@
 import type { z } from 'zod';
 import { compareEvents, compareMethods } from './compare.ts';
 import { datasetsEvents, datasetsMethods } from './datasets.ts';
+import { evalEvents, evalMethods } from './eval.ts';
 import { hubEvents, hubMethods } from './hub.ts';
 import { modelsEvents, modelsMethods } from './models.ts';
 import { runsEvents, runsMethods } from './runs.ts';
@@ -15,6 +16,7 @@ import { systemMethods } from './system.ts';
 
 export * from './errors.ts';
 export * from './compare.ts';
+export * from './eval.ts';
 export * from './define.ts';
 export * from './format.ts';
 export * from './datasets.ts';
@@ -31,6 +33,7 @@ export const methods = {
   ...datasetsMethods,
   ...hubMethods,
   ...compareMethods,
+  ...evalMethods,
 } as const;
 
 export const events = {
@@ -39,6 +42,7 @@ export const events = {
   ...datasetsEvents,
   ...hubEvents,
   ...compareEvents,
+  ...evalEvents,
 } as const;
 
 export type Methods = typeof methods;

@@ -11,6 +11,8 @@ import { join, resolve } from 'node:path';
 import { CompareService, compareHandlers } from './compare/service.ts';
 import { ConversationStore } from './compare/store.ts';
 import { DatasetLibrary, datasetsHandlers } from './datasets/library.ts';
+import { EvalService, evalHandlers } from './eval/service.ts';
+import { EvalStore } from './eval/store.ts';
 import { HubService, hubHandlers } from './hub/service.ts';
 import { fileSecretStore, type SecretStore } from './hub/token.ts';
 import { ModelLibrary, modelsHandlers } from './models/library.ts';
@@ -49,6 +51,8 @@ export interface Engine {
   hub: HubService;
   /** Compare: chat with the base model and its adapters side by side. */
   compare: CompareService;
+  /** Batch evaluation, blind A/B votes, perplexity (uses compare's chat model). */
+  evals: EvalService;
   close(): Promise<void>;
 }
 
@@ -109,6 +113,14 @@ export function createEngine(options: EngineOptions): Engine {
     gpu: chatGpu,
   });
 
+  const evals = new EvalService({
+    store: new EvalStore(store.db),
+    events,
+    compare,
+    runs: { get: (id) => runStore.get(id) },
+    validationRecords: (id, share, seed) => datasets.validationRecords(id, share, seed),
+  });
+
   const handlers: Handlers = {
     ...modelsHandlers(models),
     ...datasetsHandlers(datasets),
@@ -116,6 +128,7 @@ export function createEngine(options: EngineOptions): Engine {
     ...runsHandlers(runs, runStore),
     ...hubHandlers(hub),
     ...compareHandlers(compare),
+    ...evalHandlers(evals),
   };
 
   const dispatcher = createDispatcher(handlers, {
@@ -137,9 +150,11 @@ export function createEngine(options: EngineOptions): Engine {
     runs,
     hub,
     compare,
+    evals,
     async close() {
       if (closed) return;
       closed = true;
+      await evals.close();
       await compare.close();
       await hub.close();
       await runs.close();

@@ -67,14 +67,22 @@ export class ChatModel {
     return new ChatModel(model, contextSize, o.threads);
   }
 
-  /** The context for one adapter (null: the base), created on first use and kept. */
-  column(adapter: AdapterRef | null): Promise<ChatColumn> {
-    const key = adapter ? `${adapter.filePath}\0${adapter.scale}` : 'base';
+  /**
+   * The context for one adapter (null: the base), created on first use and kept. `scoring`:
+   * a separate context for log-likelihoods (F32 K/V cache).
+   */
+  column(adapter: AdapterRef | null, { scoring = false } = {}): Promise<ChatColumn> {
+    const key = `${adapter ? `${adapter.filePath}\0${adapter.scale}` : 'base'}${scoring ? '\0scoring' : ''}`;
     let c = this.columns.get(key);
     if (!c) {
       c = (async () => {
         const ctx = await this.model.createContext({
           contextSize: this.contextSize,
+          // Scoring (perplexity) keeps K/V in F32 like the trainer's evaluation does, so the
+          // two agree to ~1e-3; chat uses the default F16 cache.
+          ...(scoring
+            ? { experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' }
+            : {}),
           ...(this.threads !== undefined ? { threads: this.threads } : {}),
           ...(adapter
             ? { lora: { adapters: [{ filePath: adapter.filePath, scale: adapter.scale }] } }
@@ -99,7 +107,7 @@ export class ChatColumn {
   private readonly sequence: LlamaContextSequence;
   /** The prompt tokens of the last answer, read back from the context (what was evaluated). */
   evaluatedPrompt: number[] = [];
-  private busy = false;
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly chat: ChatModel,
@@ -113,18 +121,57 @@ export class ChatColumn {
     return this.chat.encoder.promptTokens(messages);
   }
 
-  async generate(
+  /** Answers `messages`; calls on one column run one after another (a chat and an evaluation). */
+  generate(
     messages: readonly Message[],
     sampling: Sampling,
     opts: GenerateOptions = {},
   ): Promise<GenerateResult> {
-    if (this.busy) throw new Error('this column is already answering');
-    this.busy = true;
-    try {
-      return await this.run(messages, sampling, opts);
-    } finally {
-      this.busy = false;
-    }
+    return this.serial(() => this.run(messages, sampling, opts));
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.queue.then(fn);
+    this.queue = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  }
+
+  /**
+   * Negative log-likelihood of the labelled tokens of one sample: `tokens` are read in order
+   * from an empty context; `labels[t]` (>= 0) is the token that must follow tokens[0..t] (the
+   * trainer's shifted labels), -1 where nothing is scored. Natural log, summed.
+   */
+  logLikelihood(tokens: readonly number[], labels: readonly number[]): Promise<LogLikelihood> {
+    return this.serial(async () => {
+      const seq = this.sequence;
+      if (tokens.length > this.chat.contextSize)
+        throw new ContextFullError(
+          `a sample of ${tokens.length} tokens is longer than the chat context (${this.chat.contextSize})`,
+        );
+      if (seq.nextTokenIndex > 0) await seq.clearHistory();
+      const full = { temperature: 1, topK: 0, topP: 1, minP: 0 };
+      const input = tokens.map((t, i) =>
+        labels[i]! >= 0
+          ? ([t as Token, { generateNext: { probabilities: true, options: full } }] as const)
+          : (t as Token),
+      );
+      const out = await seq.controlledEvaluate(
+        input as Parameters<typeof seq.controlledEvaluate>[0],
+      );
+      let nll = 0;
+      let count = 0;
+      for (let i = 0; i < tokens.length; i++) {
+        if (labels[i]! < 0) continue;
+        const p = out[i]?.next.probabilities?.get(labels[i] as Token) ?? 0;
+        nll -= Math.log(Math.max(p, 1e-30));
+        count++;
+      }
+      await seq.clearHistory();
+      return { nll, count };
+    });
   }
 
   private async run(
@@ -212,3 +259,9 @@ export class ChatColumn {
 }
 
 export class ContextFullError extends Error {}
+
+export interface LogLikelihood {
+  /** Sum of -ln p over the scored tokens. */
+  nll: number;
+  count: number;
+}

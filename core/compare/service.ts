@@ -76,6 +76,7 @@ function scaleLabel(v: Variant): string {
 export class CompareService {
   private loaded: Loaded | null = null;
   private readonly active = new Map<string, Active>();
+  private readonly jobs = new Set<Promise<unknown>>();
 
   constructor(private readonly d: CompareDeps) {}
 
@@ -136,7 +137,7 @@ export class CompareService {
 
   // --- conversations ---------------------------------------------------------------------
 
-  private label(v: Variant): string {
+  label(v: Variant): string {
     switch (v.kind) {
       case 'base':
         return 'base';
@@ -155,7 +156,7 @@ export class CompareService {
     return r;
   }
 
-  private checkVariant(modelId: string, v: Variant): void {
+  checkVariant(modelId: string, v: Variant): void {
     if (v.kind === 'run' || v.kind === 'checkpoint') {
       const r = this.requireRun(v.runId);
       if (r.modelId !== modelId) {
@@ -341,21 +342,29 @@ export class CompareService {
   // --- the model ---------------------------------------------------------------------------
 
   /** Loads the conversation's model (unless loaded), after the memory check. */
-  private async prepare(c: StoredConversation): Promise<ChatModel> {
-    const model = this.d.models.require(c.modelId);
+  private prepare(c: StoredConversation): Promise<ChatModel> {
+    return this.chatFor(c.modelId, c.device, c.columns.length);
+  }
+
+  /**
+   * The chat model for `modelId` on `device`, loaded unless it is (after the memory check for
+   * `columns` contexts when the device is auto). Evaluation jobs share it (core/eval).
+   */
+  async chatFor(modelId: string, device: ChatDevice, columns: number): Promise<ChatModel> {
+    const model = this.d.models.require(modelId);
     if (!model.fileExists)
       throw new OvernightError('FILE_NOT_FOUND', `the model file ${model.path} is missing`);
-    let gpu = c.device === 'gpu';
-    if (c.device === 'auto') {
-      const mem = await this.memory(c.modelId, c.columns.length);
+    let gpu = device === 'gpu';
+    if (device === 'auto') {
+      const mem = await this.memory(modelId, columns);
       if (mem.gpu && !mem.fitsGpu) throw new OvernightError('OUT_OF_MEMORY', mem.message);
       gpu = mem.recommended === 'gpu';
     }
-    if (this.loaded && (this.loaded.modelId !== c.modelId || this.loaded.gpu !== gpu)) {
-      if ([...this.active.keys()].length > 0)
+    if (this.loaded && (this.loaded.modelId !== modelId || this.loaded.gpu !== gpu)) {
+      if (this.active.size + this.jobs.size > 0)
         throw new OvernightError(
           'CONFLICT',
-          'another conversation is answering with another model: stop it first',
+          'another conversation or evaluation is using another model: stop it first',
         );
       await this.unload();
     }
@@ -366,7 +375,7 @@ export class CompareService {
         gpu,
         ...(this.d.threads !== undefined ? { threads: this.d.threads } : {}),
       });
-      this.loaded = { modelId: c.modelId, gpu, chat };
+      this.loaded = { modelId, gpu, chat };
       chat.catch(() => {
         if (this.loaded?.chat === chat) this.loaded = null;
       });
@@ -381,8 +390,16 @@ export class CompareService {
     }
   }
 
+  /** Keeps the loaded model while `work` runs (an evaluation job); returns `work`. */
+  track<T>(work: Promise<T>): Promise<T> {
+    const p = work.finally(() => this.jobs.delete(p));
+    this.jobs.add(p);
+    return p;
+  }
+
   async unload(): Promise<boolean> {
     for (const id of [...this.active.keys()]) await this.stop(id);
+    await Promise.allSettled([...this.jobs]);
     const l = this.loaded;
     this.loaded = null;
     if (!l) return false;
@@ -390,7 +407,8 @@ export class CompareService {
     return true;
   }
 
-  private async adapter(v: Variant): Promise<AdapterRef | null> {
+  /** The adapter file of a variant (a kept checkpoint is exported on first use). */
+  async adapter(v: Variant): Promise<AdapterRef | null> {
     switch (v.kind) {
       case 'base':
         return null;

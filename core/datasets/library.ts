@@ -37,6 +37,7 @@ import {
 } from './import.ts';
 import { readStoredRecords, recordOffsets } from './records.ts';
 import {
+  splitRecords,
   tokenStats,
   writeTrainerInput,
   type TokenStats,
@@ -166,6 +167,19 @@ export class DatasetLibrary {
         `the records of dataset "${d.name}" (${p}) are missing from the data folder`,
       );
     return p;
+  }
+
+  /** The records a run held out for validation: the same seeded split the trainer input used. */
+  async validationRecords(
+    datasetId: string,
+    validationShare: number,
+    seed: number,
+  ): Promise<NormalizedRecord[]> {
+    const path = this.storedPath(this.require(datasetId));
+    const all: NormalizedRecord[] = [];
+    for await (const r of readStoredRecords(path)) all.push(r);
+    const isVal = splitRecords(all.length, validationShare, seed);
+    return all.filter((_, i) => isVal[i] === 1);
   }
 
   private scanOptions(p: SourceParams, signal?: AbortSignal): ScanOptions {

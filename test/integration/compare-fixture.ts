@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Run } from '../../contract/index.ts';
 import type { Engine } from '../../core/engine.ts';
-import { tinyModel } from '../fixtures/tiny-model.ts';
+import { tinyModel, type TinyModelType } from '../fixtures/tiny-model.ts';
 
 export const codePairs = [
   { q: 'Code for Amber?', a: 'apple' },
@@ -19,8 +19,9 @@ export async function trainCodes(
   e: Engine,
   scratch: string,
   over: Record<string, unknown> = {},
+  type: TinyModelType = 'q8_0',
 ): Promise<{ run: Run; modelId: string }> {
-  const modelId = (await e.models.add((await tinyModel({ type: 'q8_0' })).path)).id;
+  const modelId = (await e.models.add((await tinyModel({ type })).path)).id;
   const file = join(scratch, 'codes.jsonl');
   writeFileSync(
     file,
