@@ -3,11 +3,11 @@
 // trained answer; the base model alone does not. --json prints one answer object per message.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { compareAnswerSchema, type Run } from '../../contract/index.ts';
+import { compareAnswerSchema, type EvalSet, type Run } from '../../contract/index.ts';
 import { createEngine } from '../../core/engine.ts';
 import { codePairs, trainCodes } from './compare-fixture.ts';
 
@@ -39,7 +39,7 @@ before(async () => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-describe('overnight chat', { timeout: 600_000 }, () => {
+describe('overnight chat and overnight eval', { timeout: 600_000 }, () => {
   it('with the run as --adapter, the answer streams the trained reply; the base does not', () => {
     const tuned = chat(
       `${codePairs[0]!.q}\n/exit\n`,
@@ -89,5 +89,44 @@ describe('overnight chat', { timeout: 600_000 }, () => {
     const u = chat('hi\n');
     assert.equal(u.status, 2);
     assert.match(u.stderr, /--model <id\|file\.gguf> is needed/);
+  });
+
+  it('overnight eval --json writes both answers and the scores; without a validation split it asks for a prompt file', () => {
+    const prompts = join(dir, 'prompts.jsonl');
+    writeFileSync(
+      prompts,
+      codePairs.map((p) => JSON.stringify({ prompt: p.q, reference: p.a })).join('\n') + '\n',
+    );
+    const r = spawnSync(
+      process.execPath,
+      [bin, 'eval', '--json', '--data-dir', dataDir, '--run', run.id, '--prompts', prompts],
+      { cwd: root, encoding: 'utf8', timeout: 300_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as {
+      set: EvalSet;
+      answers: { prompt: string; reference: string | null; a: string; b: string }[];
+    };
+    assert.equal(out.set.answered, 4);
+    assert.deepEqual(
+      out.answers.map((x) => x.b.trim()),
+      codePairs.map((p) => p.a),
+      'B (the run) gives every trained answer',
+    );
+    assert.ok(out.answers.every((x) => x.a.trim() !== x.reference));
+    assert.deepEqual(out.set.references?.exact, [0, 1]);
+    assert.equal(out.set.perplexity, null, 'the run has no validation split');
+    assert.ok(out.set.general && Number.isFinite(out.set.general.change));
+
+    const none = spawnSync(
+      process.execPath,
+      [bin, 'eval', '--data-dir', dataDir, '--run', run.id],
+      {
+        cwd: root,
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /no validation conversations to ask: give a prompt file/);
   });
 });

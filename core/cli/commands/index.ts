@@ -1,6 +1,7 @@
 /** Every CLI command. A new domain adds its `<domain>Commands` array here (one line). */
 import type { CliCommand } from '../command.ts';
 import { chatCommands } from './chat.ts';
+import { evalCommands } from './eval.ts';
 import { datasetsCommands } from './datasets.ts';
 import { hubCommands } from './hub.ts';
 import { modelsCommands } from './models.ts';
@@ -15,5 +16,6 @@ export const commands: CliCommand[] = [
   ...datasetsCommands,
   ...runsCommands,
   ...chatCommands,
+  ...evalCommands,
   ...systemCommands,
 ];
