@@ -81,6 +81,26 @@ describe('backward through frozen weights: dequantize + mul_mat route = OUT_PROD
     });
   }
 
+  // patch 0004: the route's transient copies leave one planner hole per layer between the
+  // activations kept for backward; with ggml-alloc's 256 free blocks a 48-layer model aborted
+  test('a 64-layer model plans and trains through the route (ggml-alloc free blocks, patch 0004)', async () => {
+    const m = await tinyModel({ type: 'q4_0', nLayer: 64 });
+    const tr = await Trainer.open({
+      modelPath: m.path,
+      seqLen: 16,
+      rank: 2,
+      threads: 2,
+      backwardRoute: 'dequant',
+    });
+    try {
+      const r = await tr.step([randomWindow(16, 3)], { lr: 1e-3 });
+      assert.ok(Number.isFinite(r.loss) && r.loss > 0);
+      assert.ok(tr.placement().nRouted >= 64 * 7);
+    } finally {
+      tr.close();
+    }
+  });
+
   test('auto keeps OUT_PROD on the CPU backend (patch 0002 is faster there)', async () => {
     const auto = await gradients('q4_0', 'auto', w);
     assert.equal(auto.routed, 0);
