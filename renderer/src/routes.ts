@@ -6,6 +6,7 @@ import type { Component } from 'svelte';
 import type { IconName } from './components/icons.ts';
 import ComparePage from './pages/ComparePage.svelte';
 import DatasetsPage from './pages/DatasetsPage.svelte';
+import EvaluatePage from './pages/EvaluatePage.svelte';
 import HubPage from './pages/HubPage.svelte';
 import ModelsPage from './pages/ModelsPage.svelte';
 import RunsPage from './pages/RunsPage.svelte';
@@ -29,6 +30,7 @@ export const routes: Route[] = [
   { id: 'datasets', label: 'Datasets', icon: 'file', component: DatasetsPage },
   { id: 'runs', label: 'Runs', icon: 'chart', component: RunsPage },
   { id: 'compare', label: 'Compare', icon: 'chat', component: ComparePage },
+  { id: 'evaluate', label: 'Evaluate', icon: 'check', component: EvaluatePage },
   { id: 'system', label: 'System', icon: 'chip', component: SystemPage },
 ];
 
