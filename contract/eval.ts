@@ -68,7 +68,8 @@ export const evalSetSchema = z.object({
   /** On the general-text sample the project ships: the forgetting check. */
   general: perplexitySchema
     .extend({
-      /** (ppl_B / ppl_A - 1): "general ability: -x%" when positive. */ change: z.number(),
+      /** ppl_A / ppl_B - 1: "general ability: -x%" when negative (B finds general text less likely). */ change:
+        z.number(),
     })
     .nullable(),
   createdAt: z.string(),

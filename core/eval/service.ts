@@ -288,7 +288,9 @@ export class EvalService {
         ? await scoreSamples(cols, windowSamples(valFile, chat.contextSize))
         : null;
       const general = await scoreSamples(cols, generalSamples(chat));
-      const change = general.perplexity[1] / general.perplexity[0] - 1;
+      // General ability: how much likelier B finds the general text than A (ppl_A / ppl_B - 1),
+      // negative when the tuning cost general ability: -50% = the tuned perplexity doubled.
+      const change = general.perplexity[0] / general.perplexity[1] - 1;
       this.d.store.setPerplexity(id, val, { ...general, change });
     })();
     await this.d.compare.track(work);

@@ -190,7 +190,7 @@ describe('batch evaluation (real trainer, real chat)', { timeout: 900_000 }, () 
     assert.ok(Math.abs(set.perplexity.perplexity[1] - Math.exp(tuned)) < 1e-9);
     assert.ok(set.general && Number.isFinite(set.general.change), JSON.stringify(set.general));
     assert.ok(set.general.tokens > 100, 'the general text was scored');
-    assert.equal(set.general.change, set.general.perplexity[1] / set.general.perplexity[0] - 1);
+    assert.equal(set.general.change, set.general.perplexity[0] / set.general.perplexity[1] - 1);
 
     // On its training windows the tuned model is far more certain than the base.
     const chat = await engine.compare.chatFor(modelId, 'cpu', 2);

@@ -39,7 +39,7 @@ export function describeScores(s: EvalSet): string {
     const c = s.general.change;
     rows.push([
       'general ability',
-      `${c > 0 ? '-' : '+'}${Math.abs(c * 100).toFixed(1)}% (general-text perplexity A ${s.general.perplexity[0].toFixed(2)}, B ${s.general.perplexity[1].toFixed(2)})`,
+      `${c < 0 ? '-' : '+'}${Math.abs(c * 100).toFixed(1)}% (general-text perplexity A ${s.general.perplexity[0].toFixed(2)}, B ${s.general.perplexity[1].toFixed(2)})`,
     ]);
   }
   return keyValues(rows);
