@@ -6,7 +6,7 @@
  * the base does not. After a reload the conversation reopens with the same answers.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -113,6 +113,54 @@ describe(
       assert.equal(await text(0), base);
       assert.equal(await page.getByTestId('compare-user').first().innerText(), pairs[0]!.q);
       assert.equal(await page.getByTestId('compare-saved-item').count(), 1);
+
+      // Regenerate: the same seed and sampling answer the same way. (The engine's answer
+      // events say when both columns have answered again.)
+      const answered2 = (action: () => Promise<void>) =>
+        new Promise<void>((resolve, reject) => {
+          let n = 0;
+          const off = h.engine.events.subscribe('compare.answer', () => {
+            if (++n < 2) return;
+            off();
+            resolve();
+          });
+          action().catch(reject);
+        });
+      await answered2(() => page.getByTestId('compare-regenerate').click());
+      const settled = (col: number) =>
+        page.locator(`[data-testid="compare-answer-${col}"][data-finish]:not([data-finish=""])`);
+      await settled(1).waitFor();
+      await settled(0).waitFor();
+      assert.equal(await text(1), pairs[0]!.a);
+      assert.equal(await text(0), base);
+
+      // Edit the last message: the answers follow the new question.
+      await page.getByTestId('compare-edit-last').click();
+      assert.equal(await page.getByTestId('compare-input').inputValue(), pairs[0]!.q);
+      await page.getByTestId('compare-input').fill(pairs[1]!.q);
+      await answered2(() => page.getByTestId('compare-send').click());
+      await page.getByTestId('compare-user').getByText(pairs[1]!.q).waitFor();
+      await settled(1).waitFor();
+      await settled(0).waitFor();
+      assert.equal(await page.getByTestId('compare-turn').count(), 1);
+      assert.equal(await text(1), pairs[1]!.a);
+
+      // Export as Markdown: a download with the turn and both columns.
+      const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.getByTestId('compare-export').click(),
+      ]);
+      assert.match(download.suggestedFilename(), /\.md$/);
+      const md = readFileSync((await download.path())!, 'utf8');
+      assert.ok(md.includes(`> ${pairs[1]!.q}`) && md.includes('### codes'), md);
+
+      // Clear: the turns go, the columns stay.
+      await page.getByTestId('compare-clear').click();
+      for (const t0 = Date.now(); (await page.getByTestId('compare-turn').count()) > 0;) {
+        if (Date.now() - t0 > 10_000) throw new Error('the turns stayed after Clear');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(await page.getByTestId('compare-column-head').count(), 2);
       assert.deepEqual(errors, []);
     });
   },
