@@ -46,6 +46,16 @@ describe('evaluate page (web mode, real engine, real trainer)', { timeout: 600_0
     await page.getByTestId('nav-evaluate').click();
     await page.getByTestId('eval-new').waitFor();
     await page.getByTestId('eval-run').selectOption(run.id);
+    // A and B default to the base and the run's adapter (any variant of the model can be picked).
+    await page.getByTestId('eval-variant-b').waitFor();
+    assert.equal(
+      await page.getByTestId('eval-variant-a').locator('option:checked').innerText(),
+      'base',
+    );
+    assert.equal(
+      await page.getByTestId('eval-variant-b').locator('option:checked').innerText(),
+      'codes',
+    );
     await page.getByTestId('eval-prompts').fill(prompts);
     await page.getByTestId('eval-max').fill('6');
     await page.getByTestId('eval-cpu').check();
