@@ -398,6 +398,11 @@ export const runMetricSchema = z.object({
   tokensPerSecond: z.number().nonnegative(),
   /** Cumulative trained tokens after this step. */
   tokens: z.number().nonnegative(),
+  /**
+   * The trainer's own memory after this step: model weights + LoRA/optimizer + compute buffer,
+   * summed over its devices (native trainer.memory()); the process's peak resident memory where
+   * the trainer reports none. Not the whole device's usage.
+   */
   memoryBytes: z.number().nonnegative().nullable(),
   /**
    * Global L2 norm of the step's LoRA gradients before clipping (config.gradClipNorm). Null for

@@ -149,6 +149,8 @@ export const trainingJobSchema = z
     seed: z.number().int().min(0).default(runConfigDefaults.seed),
     /** CPU threads; 0 = the trainer picks. */
     threads: z.number().int().min(0).default(runConfigDefaults.threads),
+    /** The trainer's ggml backend (the addon it loads), chosen by the engine (core/runs/device.ts). */
+    backend: z.enum(['cpu', 'cuda', 'vulkan', 'metal']).default('cpu'),
     /** Layers on the GPU as the trainer takes them (contract/runs.ts trainerGpuLayers). */
     gpuLayers: z.number().int().min(0).default(0),
     /** Extra adapter metadata (string values), e.g. run id. */

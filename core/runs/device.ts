@@ -1,22 +1,30 @@
 /**
- * The device a run trains on and its free memory, for the memory estimate: the first GPU when
- * the trainer was built with a GPU backend and the config does not ask for the CPU, else system
- * RAM (the CPU backend keeps everything there).
+ * The device a run trains on and its free memory, for the memory estimate, and the trainer
+ * backend the job opens (core/system/trainer-backends.ts chooseTrainerBackend): a GPU when an
+ * addon was built with one and a device for it is present, else the CPU (system RAM).
  */
 import os from 'node:os';
 import type { RunConfig } from '../../contract/index.ts';
 import { getSystemInfo } from '../system/info.ts';
-import { trainerBackends } from '../system/trainer-backends.ts';
+import {
+  chooseTrainerBackend,
+  trainerBackends,
+  type BackendChoice,
+} from '../system/trainer-backends.ts';
 
 export async function trainingDevice(
   cfg: Pick<RunConfig, 'backend'>,
   sys: { dataDir: string; appVersion: string },
-): Promise<{ name: string; freeBytes: number }> {
-  const gpuBackends = trainerBackends().filter((b) => b !== 'cpu');
-  if (cfg.backend !== 'cpu' && gpuBackends.length > 0) {
-    const info = await getSystemInfo(sys);
-    const gpu = info.gpus.find((g) => cfg.backend === 'auto' || g.backend === cfg.backend);
-    if (gpu) return { name: `${gpu.name} (${gpu.backend})`, freeBytes: gpu.vramFree };
+): Promise<{ name: string; freeBytes: number; backend: BackendChoice['backend']; reason: string }> {
+  const built = trainerBackends();
+  // Only look for GPUs (node-llama-cpp) when a GPU addon could use one.
+  const gpus = cfg.backend !== 'cpu' && built.length > 1 ? (await getSystemInfo(sys)).gpus : [];
+  const choice = chooseTrainerBackend(cfg.backend, built, gpus);
+  if (choice.backend !== 'cpu') {
+    const gpu =
+      gpus.find((g) => g.backend === choice.backend) ??
+      (choice.backend === 'vulkan' ? gpus[0] : undefined);
+    if (gpu) return { name: `${gpu.name} (${choice.backend})`, freeBytes: gpu.vramFree, ...choice };
   }
-  return { name: 'CPU (system RAM)', freeBytes: os.freemem() };
+  return { name: 'CPU (system RAM)', freeBytes: os.freemem(), ...choice };
 }

@@ -28,6 +28,8 @@ export interface JobInputs {
   validationFile: string | null;
   /** Probe prompts as token ids (the datasets domain templates them), or as text. */
   probePrompts?: NonNullable<TrainingJob['probes']>['prompts'];
+  /** The trainer backend chosen for this machine (core/runs/device.ts); absent: the CPU. */
+  backend?: string | undefined;
 }
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
@@ -70,6 +72,10 @@ export function jobFor(run: JobRun, resumeFrom: string | null, inputs: JobInputs
     probes: prompts.length ? { prompts } : undefined,
     seed: cfg.seed,
     threads: cfg.threads,
+    backend:
+      inputs.backend === 'cuda' || inputs.backend === 'vulkan' || inputs.backend === 'metal'
+        ? inputs.backend
+        : 'cpu',
     gpuLayers: trainerGpuLayers(cfg),
     metadata: { 'overnight.run.id': run.id, 'overnight.run.name': run.name },
   };

@@ -43,7 +43,7 @@ export interface RunsDeps {
   models: ModelSource;
   datasets: RunDatasets;
   /** Free memory of the device a config would train on. */
-  device(cfg: RunConfig): Promise<{ name: string; freeBytes: number }>;
+  device(cfg: RunConfig): Promise<{ name: string; freeBytes: number; backend?: string }>;
   trainerEnv?: NodeJS.ProcessEnv;
   inheritTrainerOutput?: boolean;
   log?: (msg: string) => void;
@@ -68,6 +68,7 @@ export class RunsService {
       trainerEnv: d.trainerEnv,
       inheritTrainerOutput: d.inheritTrainerOutput,
       log: d.log,
+      backend: async (cfg) => (await d.device(cfg)).backend,
     });
   }
 

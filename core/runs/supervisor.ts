@@ -51,6 +51,8 @@ export interface SupervisorDeps {
   trainerEnv?: NodeJS.ProcessEnv;
   inheritTrainerOutput?: boolean;
   log?: (msg: string) => void;
+  /** The trainer backend a config trains on (core/runs/device.ts); absent: the job's default. */
+  backend?: (cfg: RunConfig) => Promise<string | undefined>;
 }
 
 interface Active {
@@ -306,6 +308,7 @@ export class RunSupervisor {
       trainFile: input.trainFile,
       validationFile: input.validationFile,
       probePrompts,
+      backend: await this.d.backend?.(cfg),
     });
 
     const proc = new TrainerProcess({

@@ -165,6 +165,8 @@ export class TrainingRun {
       seqLen,
       threads: job.threads,
       gpuLayers: job.gpuLayers,
+      backend: job.backend,
+      backwardRoute: 'auto',
     });
     this.trainer = trainer;
     if (this.control.cancel) trainer.cancel(true);
@@ -302,7 +304,9 @@ export class TrainingRun {
         step++;
         cursor = next;
         trainedTokens += r.nTrained;
-        const dev = trainer.deviceMemory();
+        // The trainer's own buffers (weights + LoRA/optimizer + compute, every device) when it
+        // reports them, else the process's peak resident memory.
+        const own = trainer.memory().reduce((t, e) => t + e.weights + e.lora + e.compute, 0);
         this.emit({
           type: 'step',
           metric: {
@@ -312,8 +316,7 @@ export class TrainingRun {
             lr,
             tokensPerSecond: (windows.length * seqLen) / Math.max(1e-3, stepMs / 1000),
             tokens: trainedTokens,
-            // The device's memory in use where the trainer reports it, else the process's peak.
-            memoryBytes: dev ? dev.used : peakRss(),
+            memoryBytes: own > 0 ? own : peakRss(),
             // JSON has no NaN or Infinity: a norm that is not finite is stored as unknown.
             gradNorm: Number.isFinite(r.gradNorm) ? r.gradNorm : null,
             time: Date.now(),
