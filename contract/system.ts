@@ -20,6 +20,8 @@ export const systemInfoSchema = z.object({
   inferenceBackends: z.array(z.string()),
   /** Backends our native trainer was built with (always includes cpu). */
   trainerBackends: z.array(z.string()),
+  /** The backend a run with backend 'auto' trains on, and why (core/system/trainer-backends.ts). */
+  trainerBackend: z.object({ backend: z.string(), reason: z.string() }),
   gpus: z.array(gpuInfoSchema),
   appVersion: z.string(),
   dataDir: z.string(),

@@ -15,6 +15,10 @@ const sampleInfo: SystemInfo = {
   ramFree: 1,
   inferenceBackends: ['cpu'],
   trainerBackends: ['cpu'],
+  trainerBackend: {
+    backend: 'cpu',
+    reason: 'CPU: no GPU addon built (npm run build:native:vulkan)',
+  },
   gpus: [],
   appVersion: '0.0.0',
   dataDir: '/tmp/x',

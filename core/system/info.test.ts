@@ -13,6 +13,7 @@ describe('system.info', () => {
     );
     assert.ok(info.inferenceBackends.includes('cpu'));
     assert.ok(info.trainerBackends.includes('cpu'));
+    assert.match(info.trainerBackend.reason, /^(CPU|CUDA|Vulkan|Metal): /);
     assert.ok(info.cpuCores > 0);
     assert.ok(info.ramTotal >= info.ramFree && info.ramFree > 0);
     assert.equal(info.dataDir, '/data');

@@ -3,7 +3,7 @@ import os from 'node:os';
 import type { SystemInfo } from '../../contract/index.ts';
 import type { Handlers } from '../rpc/handlers.ts';
 import { getSharedLlama } from './llama.ts';
-import { trainerBackends } from './trainer-backends.ts';
+import { chooseTrainerBackend, trainerBackends } from './trainer-backends.ts';
 
 export interface SystemDeps {
   dataDir: string;
@@ -34,6 +34,7 @@ export async function getSystemInfo(deps: SystemDeps): Promise<SystemInfo> {
     // No usable inference binary: report no GPUs rather than fail the whole call.
   }
 
+  const built = trainerBackends();
   return {
     platform: process.platform,
     arch: process.arch,
@@ -42,7 +43,8 @@ export async function getSystemInfo(deps: SystemDeps): Promise<SystemInfo> {
     ramTotal: os.totalmem(),
     ramFree: os.freemem(),
     inferenceBackends,
-    trainerBackends: trainerBackends(),
+    trainerBackends: built,
+    trainerBackend: chooseTrainerBackend('auto', built, gpus),
     gpus,
     appVersion: deps.appVersion,
     dataDir: deps.dataDir,

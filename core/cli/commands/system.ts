@@ -16,6 +16,7 @@ export const systemCommands: CliCommand[] = [
           ['ram', `${formatBytes(s.ramFree)} free of ${formatBytes(s.ramTotal)}`],
           ['inference backends', s.inferenceBackends.join(', ')],
           ['trainer backends', s.trainerBackends.join(', ')],
+          ['training uses', s.trainerBackend.reason],
           ...(s.gpus.length === 0
             ? ([['gpus', 'none']] as [string, string][])
             : s.gpus.map((g, i): [string, string] => [

@@ -58,6 +58,10 @@ const sysInfo = {
   ramFree: 50,
   inferenceBackends: ['cpu'],
   trainerBackends: ['cpu'],
+  trainerBackend: {
+    backend: 'cpu',
+    reason: 'CPU: no GPU addon built (npm run build:native:vulkan)',
+  },
   gpus: [],
   appVersion: '0.1.0',
   dataDir: '/d',
