@@ -19,18 +19,25 @@ import type { OpenOptions } from '../../native/ts/binding.ts';
 import type { TokenWindow } from '../../native/ts/token-data.ts';
 import { tinyModel } from '../fixtures/tiny-model.ts';
 import type { TinyModelType } from '../fixtures/tiny-model.ts';
-import { randomWindow } from './helpers.ts';
+import { adamw, openOptions, randomWindow } from './helpers.ts';
 
+// The GPU backend under test: Vulkan by default; scripts/check-cuda.mjs sets
+// OVERNIGHT_GPU_TEST_BACKEND=cuda to run the same tests on CUDA.
+const GPU =
+  process.env.OVERNIGHT_GPU_TEST_BACKEND === 'cuda' ? ('cuda' as const) : ('vulkan' as const);
+const GPU_RE = GPU === 'cuda' ? /cuda/i : /vulkan/i;
 process.env.GGML_VK_VISIBLE_DEVICES ??= '0'; // lavapipe is a CPU-type device, hidden by default
 
 async function skipReason(): Promise<string | null> {
-  if (!addonBuilt('vulkan')) {
+  if (!addonBuilt(GPU)) {
     return 'the Vulkan addon is not built (npm run build:native:vulkan; needs glslc, libvulkan-dev, spirv-headers)';
   }
   const m = await tinyModel({ type: 'f32' });
-  const tr = await Trainer.open({ modelPath: m.path, seqLen: 16, rank: 2, backend: 'vulkan' });
+  const tr = await Trainer.open(
+    openOptions({ modelPath: m.path, seqLen: 16, rank: 2, backend: GPU }),
+  );
   try {
-    if (!/vulkan/i.test(tr.info.backend)) {
+    if (!GPU_RE.test(tr.info.backend)) {
       return `no Vulkan device (backends: ${tr.info.backend}; install mesa-vulkan-drivers from bookworm-backports for lavapipe)`;
     }
   } finally {
@@ -57,25 +64,27 @@ function randomB(tr: Trainer, seed: number, scale = 0.2): void {
 
 async function open(
   type: TinyModelType,
-  backend: 'cpu' | 'vulkan',
+  backend: 'cpu' | typeof GPU,
   extra: Partial<OpenOptions> = {},
 ) {
   const m = await tinyModel({ type });
-  return Trainer.open({
-    modelPath: m.path,
-    seqLen: SEQ,
-    rank: 4,
-    alpha: 8,
-    seed: 11,
-    threads: 2,
-    backend,
-    ...extra,
-  });
+  return Trainer.open(
+    openOptions({
+      modelPath: m.path,
+      seqLen: SEQ,
+      rank: 4,
+      alpha: 8,
+      seed: 11,
+      threads: 2,
+      backend,
+      ...extra,
+    }),
+  );
 }
 
 async function losses(tr: Trainer, windows: TokenWindow[][]): Promise<number[]> {
   const out: number[] = [];
-  for (const ws of windows) out.push((await tr.step(ws, { lr: 1e-2, clipNorm: 1 })).loss);
+  for (const ws of windows) out.push((await tr.step(ws, adamw({ lr: 1e-2, clipNorm: 1 }))).loss);
   // the loss the 3 updates lead to
   const e = await tr.evaluate(windows[0]!);
   out.push(e.lossSum / e.nTrained);
@@ -87,12 +96,12 @@ describe('training on the Vulkan backend', { skip: skip ?? false }, () => {
 
   for (const type of ['q4_0', 'q4_k', 'f16'] as const) {
     test(`${type}: no training-graph node on the CPU, and the loss after 3 steps = the CPU backend's (1e-3)`, async () => {
-      const vk = await open(type, 'vulkan');
+      const vk = await open(type, GPU);
       let vkLoss: number[];
       try {
         const pl = vk.placement();
         console.log(`${type} placement: ${JSON.stringify(pl)}`);
-        const gpuName = Object.keys(pl.nodes).find((b) => /vulkan/i.test(b));
+        const gpuName = Object.keys(pl.nodes).find((b) => GPU_RE.test(b));
         assert.ok(
           gpuName && pl.nodes[gpuName]! > 0,
           `no node on a Vulkan backend: ${JSON.stringify(pl.nodes)}`,
@@ -101,7 +110,7 @@ describe('training on the Vulkan backend', { skip: skip ?? false }, () => {
         assert.deepEqual(onCpu, [], `training-graph nodes on the CPU: ${JSON.stringify(onCpu)}`);
         assert.ok((pl.nodes.CPU ?? 0) <= 1, `CPU nodes: ${JSON.stringify(pl.nodes)}`);
         assert.ok(pl.nRouted > 0, 'no input gradient went through the dequantize route');
-        const mem = vk.memory().find((e) => /vulkan/i.test(e.device));
+        const mem = vk.memory().find((e) => GPU_RE.test(e.device));
         assert.ok(
           mem && mem.weights > 0 && mem.lora > 0 && mem.compute > 0,
           JSON.stringify(vk.memory()),
@@ -135,7 +144,7 @@ describe('training on the Vulkan backend', { skip: skip ?? false }, () => {
   // slope |g|) and along a direction mixed with a random one (expected slope g.d), and the
   // central difference of the loss is compared with g.d.
   test('finite differences of the loss match the analytic GPU gradients along two directions (3%)', async () => {
-    const tr = await open('f32', 'vulkan', { seqLen: 16 });
+    const tr = await open('f32', GPU, { seqLen: 16 });
     try {
       const onCpu = tr.placement().cpuOps.filter((o) => !o.reason.startsWith('input embedding'));
       assert.deepEqual(onCpu, []);
@@ -200,7 +209,7 @@ describe('training on the Vulkan backend', { skip: skip ?? false }, () => {
 
   test('every LoRA gradient computed on the GPU equals the CPU backend gradient within 2% (Q4_0 base)', async () => {
     const w = randomWindow(SEQ, 21, { maskFirst: 5 });
-    const grads = async (backend: 'cpu' | 'vulkan') => {
+    const grads = async (backend: 'cpu' | typeof GPU) => {
       const tr = await open('q4_0', backend);
       try {
         randomB(tr, 99);
@@ -212,7 +221,7 @@ describe('training on the Vulkan backend', { skip: skip ?? false }, () => {
         tr.close();
       }
     };
-    const gv = await grads('vulkan');
+    const gv = await grads(GPU);
     const gc = await grads('cpu');
     let num = 0;
     let den = 0;
@@ -231,12 +240,12 @@ describe('training on the Vulkan backend', { skip: skip ?? false }, () => {
       [randomWindow(SEQ, 32, { maskFirst: 2 })],
     ];
     // llama.cpp counts the output layer as one: 2 of (2 + 1) puts blk.1 and the output on the GPU
-    const vk = await open('q4_0', 'vulkan', { gpuLayers: 2 });
+    const vk = await open('q4_0', GPU, { gpuLayers: 2 });
     let vkLoss: number[];
     try {
       const mem = vk.memory();
       const cpu = mem.find((e) => e.device === 'CPU');
-      const gpu = mem.find((e) => /vulkan/i.test(e.device));
+      const gpu = mem.find((e) => GPU_RE.test(e.device));
       // 7 pairs per layer, each pair on its own layer's device: half the LoRA bytes on each
       assert.ok(cpu && gpu && cpu.lora > 0 && gpu.lora > 0, JSON.stringify(mem));
       assert.ok(Math.abs(cpu.lora - gpu.lora) <= 0.05 * gpu.lora, JSON.stringify(mem));
@@ -261,17 +270,19 @@ describe('training on the Vulkan backend', { skip: skip ?? false }, () => {
     // multi-second step that compiles no new device pipelines (a cold lavapipe compiles each
     // new shape for minutes); 96 layers also exercises patch 0004 (ggml-alloc free blocks)
     const m = await tinyModel({ type: 'f32', nLayer: 96 });
-    const tr = await Trainer.open({
-      modelPath: m.path,
-      seqLen: 16,
-      rank: 4,
-      alpha: 8,
-      threads: 2,
-      backend: 'vulkan',
-    });
+    const tr = await Trainer.open(
+      openOptions({
+        modelPath: m.path,
+        seqLen: 16,
+        rank: 4,
+        alpha: 8,
+        threads: 2,
+        backend: GPU,
+      }),
+    );
     try {
       const w = randomWindow(16, 5);
-      const opt = { lr: 1e-3, clipNorm: 0 };
+      const opt = adamw({ lr: 1e-3, clipNorm: 0 });
       await tr.step([w], opt); // warm-up: the first run compiles the device's pipelines
       let t0 = performance.now();
       await tr.step([w], opt);
