@@ -96,9 +96,12 @@ std::vector<ov_window> to_windows(const Napi::Value & v) {
     return r;
 }
 
-double num(const Napi::Object & o, const char * k, double def) {
+// A required numeric field: the caller (native/ts/binding.ts) passes every value explicitly, so
+// a missing or non-numeric field is a TypeError naming it; the addon holds no defaults (the
+// contract does: contract/runs.ts runConfigDefaults / optimizerDefaults).
+double num(const Napi::Object & o, const char * k) {
     Napi::Value v = o.Get(k);
-    if (v.IsUndefined()) return def;
+    if (v.IsUndefined()) throw Napi::TypeError::New(o.Env(), std::string(k) + " is required (a number)");
     if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string(k) + " must be a number");
     return v.As<Napi::Number>().DoubleValue();
 }
@@ -161,7 +164,8 @@ private:
         if (!mp.IsString()) throw Napi::TypeError::New(env, "modelPath must be a string");
         p.model_path = mp.As<Napi::String>().Utf8Value();
         Napi::Value tg = o.Get("targets");
-        if (tg.IsArray()) {
+        if (!tg.IsArray()) throw Napi::TypeError::New(env, "targets is required (an array of LoRA target names)");
+        {
             auto a = tg.As<Napi::Array>();
             for (uint32_t i = 0; i < a.Length(); ++i) {
                 Napi::Value s = a.Get(i);
@@ -169,13 +173,13 @@ private:
                 p.targets.push_back(s.As<Napi::String>().Utf8Value());
             }
         }
-        p.rank = (int32_t) num(o, "rank", 16);
-        p.alpha = (float) num(o, "alpha", 32);
-        p.seed = (uint64_t) num(o, "seed", 42);
-        p.seq_len = (int32_t) num(o, "seqLen", 512);
-        p.n_threads = (int32_t) num(o, "threads", 0);
-        p.n_gpu_layers = (int32_t) num(o, "gpuLayers", 0);
-        p.backward_route = (int32_t) num(o, "backwardRoute", 0);
+        p.rank = (int32_t) num(o, "rank");
+        p.alpha = (float) num(o, "alpha");
+        p.seed = (uint64_t) num(o, "seed");
+        p.seq_len = (int32_t) num(o, "seqLen");
+        p.n_threads = (int32_t) num(o, "threads");
+        p.n_gpu_layers = (int32_t) num(o, "gpuLayers");
+        p.backward_route = (int32_t) num(o, "backwardRoute");
         if (p.backward_route < 0 || p.backward_route > 2) throw Napi::TypeError::New(env, "backwardRoute must be 0 (auto), 1 (dequantize) or 2 (OUT_PROD)");
         auto info_out = std::make_shared<ov_model_info>();
         return start(env,
@@ -216,12 +220,12 @@ private:
         if (!info[1].IsObject()) throw Napi::TypeError::New(env, "step(windows, adamw) expects an options object");
         auto o = info[1].As<Napi::Object>();
         ov_adamw a;
-        a.lr = (float) num(o, "lr", a.lr);
-        a.beta1 = (float) num(o, "beta1", a.beta1);
-        a.beta2 = (float) num(o, "beta2", a.beta2);
-        a.eps = (float) num(o, "eps", a.eps);
-        a.weight_decay = (float) num(o, "weightDecay", a.weight_decay);
-        a.clip_norm = (float) num(o, "clipNorm", a.clip_norm);
+        a.lr = (float) num(o, "lr");
+        a.beta1 = (float) num(o, "beta1");
+        a.beta2 = (float) num(o, "beta2");
+        a.eps = (float) num(o, "eps");
+        a.weight_decay = (float) num(o, "weightDecay");
+        a.clip_norm = (float) num(o, "clipNorm");
         auto res = std::make_shared<ov_step_result>();
         ov_trainer * t = t_;
         return start(env, [t, wins, a, res] { return ov_trainer_step(t, *wins, a, res.get()); },
@@ -357,9 +361,9 @@ private:
         auto o = info[0].As<Napi::Object>();
         ov_probe_params p;
         p.prompt = to_i32(o.Get("prompt"), "prompt");
-        p.max_tokens = (int32_t) num(o, "maxTokens", 32);
-        p.temperature = (float) num(o, "temperature", 0);
-        p.seed = (uint32_t) num(o, "seed", 0);
+        p.max_tokens = (int32_t) num(o, "maxTokens");
+        p.temperature = (float) num(o, "temperature");
+        p.seed = (uint32_t) num(o, "seed");
         Napi::Value ap = o.Get("adapterPath");
         if (ap.IsString()) p.adapter_path = ap.As<Napi::String>().Utf8Value();
         auto toks = std::make_shared<std::vector<int32_t>>();

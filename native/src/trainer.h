@@ -30,13 +30,15 @@
 struct llama_model;
 struct ov_trainer;
 
+// Parameter structs hold no defaults (zero-initialised): the caller sets every field from the
+// contract's defaults (contract/runs.ts) and ov_trainer_open / ov_trainer_step validate ranges.
 struct ov_open_params {
     std::string model_path;
     std::vector<std::string> targets;  // e.g. attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down
-    int32_t  rank       = 16;
-    float    alpha      = 32.0f;
-    uint64_t seed       = 42;
-    int32_t  seq_len    = 512;
+    int32_t  rank       = 0;
+    float    alpha      = 0.0f;
+    uint64_t seed       = 0;
+    int32_t  seq_len    = 0;
     int32_t  n_threads  = 0;           // 0 = hardware threads
     int32_t  n_gpu_layers = 0;
     // Input gradient of mul_mat(W, x) through a frozen weight (see ov_route_backward):
@@ -62,7 +64,7 @@ struct ov_window {
 };
 
 struct ov_adamw {
-    float lr = 1e-4f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+    float lr = 0.0f, beta1 = 0.0f, beta2 = 0.0f, eps = 0.0f, weight_decay = 0.0f;
     float clip_norm = 0.0f;  // > 0: scale the gradient by clip_norm / (norm + 1e-6) when norm > clip_norm
 };
 
@@ -80,7 +82,7 @@ struct ov_lora_info {
 
 struct ov_probe_params {
     std::vector<int32_t> prompt;
-    int32_t max_tokens  = 32;
+    int32_t max_tokens  = 0;
     float   temperature = 0.0f;  // 0 = greedy
     uint32_t seed       = 0;
     std::string adapter_path;    // adapter file to apply (written by the caller), empty = base

@@ -8,17 +8,11 @@ import { existsSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TokenWindow } from './token-data.ts';
+import { loraTargets, type LoraTarget } from '../../contract/runs.ts';
 
-export const LORA_TARGETS = [
-  'attn_q',
-  'attn_k',
-  'attn_v',
-  'attn_output',
-  'ffn_gate',
-  'ffn_up',
-  'ffn_down',
-] as const;
-export type LoraTargetName = (typeof LORA_TARGETS)[number];
+/** The LoRA target names: the contract's list (contract/runs.ts), the one place it is written. */
+export const LORA_TARGETS = loraTargets;
+export type LoraTargetName = LoraTarget;
 
 export class NativeError extends Error {
   constructor(
@@ -30,25 +24,31 @@ export class NativeError extends Error {
   }
 }
 
+/**
+ * Every training value is required: the binding and the addon hold no defaults. The contract
+ * does (contract/runs.ts runConfigDefaults / optimizerDefaults); callers pass them explicitly.
+ */
 export interface OpenOptions {
   modelPath: string;
-  targets?: readonly LoraTargetName[];
-  rank?: number;
-  alpha?: number;
-  seed?: number;
+  targets: readonly LoraTargetName[];
+  rank: number;
+  alpha: number;
+  seed: number;
   seqLen: number;
-  threads?: number;
-  gpuLayers?: number;
+  /** 0 = the hardware's thread count. */
+  threads: number;
+  /**
+   * Layers on the GPU as the trainer takes them (>= 0; 999 = all): a run config's -1 becomes
+   * 999 through contract/runs.ts trainerGpuLayers. Ignored by the CPU addon.
+   */
+  gpuLayers: number;
   /**
    * How the input gradient of a product with a frozen weight is built (native/src/trainer.cpp,
    * ov_route_backward): 'auto' = dequantize + mul_mat where the weight lives on a GPU, OUT_PROD
    * on the CPU; 'dequant' / 'outprod' force one route everywhere (tests, benchmarks).
    */
-  backwardRoute?: BackwardRoute;
-  /**
-   * Which addon (ggml build) trains: default OVERNIGHT_TRAINER_BACKEND, else 'cpu'. With a GPU
-   * backend, gpuLayers defaults to -1 (every layer on the GPU).
-   */
+  backwardRoute: BackwardRoute;
+  /** Which addon (ggml build) trains: default OVERNIGHT_TRAINER_BACKEND, else 'cpu'. */
   backend?: TrainerBackend;
 }
 export type BackwardRoute = 'auto' | 'dequant' | 'outprod';
@@ -71,16 +71,15 @@ export interface ModelInfo {
 
 export interface AdamWOptions {
   lr: number;
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  weightDecay?: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
   /**
    * Clip the step's gradient by its global L2 norm (over every A and B): when the norm exceeds
-   * clipNorm, AdamW sees the gradient scaled by clipNorm / (norm + 1e-6). 0 = off (the default
-   * here; run configs pass their own default explicitly).
+   * clipNorm, AdamW sees the gradient scaled by clipNorm / (norm + 1e-6). 0 = off.
    */
-  clipNorm?: number;
+  clipNorm: number;
 }
 
 export interface StepResult {
@@ -94,10 +93,10 @@ export interface StepResult {
 
 export interface ProbeOptions {
   prompt: Int32Array;
-  maxTokens?: number;
+  maxTokens: number;
   /** 0 = greedy. */
-  temperature?: number;
-  seed?: number;
+  temperature: number;
+  seed: number;
 }
 
 /** The trainer's own buffers on one device (bytes). */
@@ -239,6 +238,9 @@ export class Trainer {
   readonly options: Required<Omit<OpenOptions, 'targets'>> & { targets: LoraTargetName[] };
 
   private constructor(o: OpenOptions) {
+    if (!Array.isArray(o.targets)) {
+      throw new NativeError('E_CONFIG', 'targets is required (an array of LoRA target names)');
+    }
     const backend = o.backend ?? defaultBackend();
     if (!(TRAINER_BACKENDS as readonly string[]).includes(backend)) {
       throw new NativeError(
@@ -249,14 +251,14 @@ export class Trainer {
     this.raw = new (loadAddon(backend).Trainer)();
     this.options = {
       modelPath: o.modelPath,
-      targets: [...(o.targets ?? LORA_TARGETS)],
-      rank: o.rank ?? 16,
-      alpha: o.alpha ?? 32,
-      seed: o.seed ?? 42,
+      targets: [...o.targets],
+      rank: o.rank,
+      alpha: o.alpha,
+      seed: o.seed,
       seqLen: o.seqLen,
-      threads: o.threads ?? 0,
-      gpuLayers: o.gpuLayers ?? (backend === 'cpu' ? 0 : -1),
-      backwardRoute: o.backwardRoute ?? 'auto',
+      threads: o.threads,
+      gpuLayers: o.gpuLayers,
+      backwardRoute: o.backwardRoute,
       backend,
     };
   }
@@ -274,9 +276,12 @@ export class Trainer {
       }
     }
     for (const k of ['rank', 'seqLen', 'seed', 'threads', 'gpuLayers'] as const) {
-      if (!Number.isInteger(opt[k]) || opt[k] < (k === 'gpuLayers' ? -1 : 0)) {
+      if (!Number.isInteger(opt[k]) || opt[k] < 0) {
         throw new NativeError('E_CONFIG', `${k} must be a non-negative integer (got ${opt[k]})`);
       }
+    }
+    if (typeof opt.alpha !== 'number' || !(opt.alpha > 0)) {
+      throw new NativeError('E_CONFIG', `alpha must be a number > 0 (got ${opt.alpha})`);
     }
     if (opt.seed > 2 ** 53) throw new NativeError('E_CONFIG', 'seed is too large');
     const route = BACKWARD_ROUTES[opt.backwardRoute];
@@ -286,13 +291,7 @@ export class Trainer {
         `backwardRoute must be one of ${Object.keys(BACKWARD_ROUTES).join(', ')} (got ${String(opt.backwardRoute)})`,
       );
     }
-    t.info = await call(() =>
-      t.raw.open({
-        ...opt,
-        gpuLayers: opt.gpuLayers < 0 ? 999 : opt.gpuLayers,
-        backwardRoute: route,
-      }),
-    );
+    t.info = await call(() => t.raw.open({ ...opt, backwardRoute: route }));
     return t;
   }
 

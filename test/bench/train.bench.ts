@@ -16,6 +16,7 @@
 // own buffers on the GPU (weights + LoRA/optimizer + compute; on the CPU backend: in host memory).
 import { cpus } from 'node:os';
 import { TRAINER_BACKENDS, Trainer, benchMatmul, peakRss } from '../../native/ts/binding.ts';
+import { adamw, openOptions } from '../native/helpers.ts';
 import type { BackwardRoute, TrainerBackend } from '../../native/ts/binding.ts';
 import { buildWindows } from '../../native/ts/token-data.ts';
 import type { Sample, TokenWindow } from '../../native/ts/token-data.ts';
@@ -93,15 +94,17 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   for (const type of TYPES) {
     const m = await tinyModel({ ...MODEL, type });
-    const tr = await Trainer.open({
-      modelPath: m.path,
-      seqLen: SEQ,
-      rank: RANK,
-      alpha: 2 * RANK,
-      threads: THREADS,
-      backend: BACKEND,
-      backwardRoute: ROUTE,
-    });
+    const tr = await Trainer.open(
+      openOptions({
+        modelPath: m.path,
+        seqLen: SEQ,
+        rank: RANK,
+        alpha: 2 * RANK,
+        threads: THREADS,
+        backend: BACKEND,
+        backwardRoute: ROUTE,
+      }),
+    );
     if (BACKEND !== 'cpu' && !tr.info.backend.toLowerCase().includes(BACKEND)) {
       console.log(
         `  ${type}: WARNING: no ${BACKEND} device (backends: ${tr.info.backend}); this row trained on the CPU` +
@@ -117,11 +120,11 @@ async function main(): Promise<void> {
       return es.reduce((n, e) => n + e.weights + e.lora + e.compute, 0);
     };
     const r = rng(1);
-    await tr.step([randomWindow(r, tr.info.nVocab)], { lr: 1e-4 }); // warm-up
+    await tr.step([randomWindow(r, tr.info.nVocab)], adamw({ lr: 1e-4, clipNorm: 0 })); // warm-up
     let peakDev = onDevice();
     let ms = 0;
     for (let i = 0; i < STEPS; i++) {
-      ms += (await tr.step([randomWindow(r, tr.info.nVocab)], { lr: 1e-4 })).ms;
+      ms += (await tr.step([randomWindow(r, tr.info.nVocab)], adamw({ lr: 1e-4, clipNorm: 0 }))).ms;
       peakDev = Math.max(peakDev, onDevice());
     }
     const msPerStep = ms / STEPS;
@@ -181,17 +184,19 @@ async function main(): Promise<void> {
       ['pack', SEQ],
     ] as const) {
       const windows = buildWindows(samples, seq, mode);
-      const tr = await Trainer.open({
-        modelPath: m.path,
-        seqLen: seq,
-        rank: RANK,
-        alpha: 2 * RANK,
-        threads: THREADS,
-        backend: BACKEND,
-        backwardRoute: ROUTE,
-      });
+      const tr = await Trainer.open(
+        openOptions({
+          modelPath: m.path,
+          seqLen: seq,
+          rank: RANK,
+          alpha: 2 * RANK,
+          threads: THREADS,
+          backend: BACKEND,
+          backwardRoute: ROUTE,
+        }),
+      );
       const perStep = SEQ / seq; // the same number of window tokens per optimizer step
-      await tr.step(windows.slice(0, perStep), { lr: 1e-4 });
+      await tr.step(windows.slice(0, perStep), adamw({ lr: 1e-4, clipNorm: 0 }));
       let ms = 0;
       let trained = 0;
       const n = Math.max(1, Math.min(2, STEPS));
@@ -200,7 +205,7 @@ async function main(): Promise<void> {
           (s * perStep) % windows.length,
           ((s * perStep) % windows.length) + perStep,
         );
-        const res = await tr.step(ws, { lr: 1e-4 });
+        const res = await tr.step(ws, adamw({ lr: 1e-4, clipNorm: 0 }));
         ms += res.ms;
         trained += res.nTrained;
       }

@@ -7,20 +7,20 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NativeError, Trainer } from '../../native/ts/binding.ts';
 import { tinyModel } from '../fixtures/tiny-model.ts';
-import { randomWindow } from './helpers.ts';
+import { adamw, openOptions, randomWindow } from './helpers.ts';
 
 const SEQ = 512;
 let tr: Trainer;
 
 before(async () => {
   const m = await tinyModel({ type: 'f32', nEmbd: 256, nFf: 1024, nLayer: 24 });
-  tr = await Trainer.open({ modelPath: m.path, seqLen: SEQ, rank: 8, threads: 2 });
+  tr = await Trainer.open(openOptions({ modelPath: m.path, seqLen: SEQ, rank: 8, threads: 2 }));
 });
 after(() => tr?.close());
 
 test('cancel returns E_CANCELLED from inside a multi-second step within 2 s and applies nothing', async () => {
   const w = randomWindow(SEQ, 5);
-  const opt = { lr: 1e-3, clipNorm: 0 };
+  const opt = adamw({ lr: 1e-3, clipNorm: 0 });
   let t0 = performance.now();
   await tr.step([w], opt);
   const full = performance.now() - t0;

@@ -3,6 +3,47 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TokenWindow } from '../../native/ts/token-data.ts';
+import { defaultBackend, type AdamWOptions, type OpenOptions } from '../../native/ts/binding.ts';
+import {
+  loraTargets,
+  optimizerDefaults,
+  runConfigDefaults,
+  trainerGpuLayers,
+} from '../../contract/runs.ts';
+
+/**
+ * Trainer.open options with every value explicit (the binding holds no defaults): the contract's
+ * run defaults (rank, alpha, seed, threads, gpuLayers -> trainerGpuLayers), every LoRA target, the
+ * 'auto' backward route; a test overrides what it is about.
+ */
+export function openOptions(
+  o: Pick<OpenOptions, 'modelPath' | 'seqLen'> & Partial<OpenOptions>,
+): OpenOptions {
+  const backend = o.backend ?? defaultBackend();
+  return {
+    targets: loraTargets,
+    rank: runConfigDefaults.loraRank,
+    alpha: runConfigDefaults.loraAlpha,
+    seed: runConfigDefaults.seed,
+    threads: runConfigDefaults.threads,
+    gpuLayers: trainerGpuLayers({ backend, gpuLayers: runConfigDefaults.gpuLayers }),
+    backwardRoute: 'auto',
+    backend,
+    ...o,
+  };
+}
+
+/** AdamW options with the contract's optimizer defaults for what the test does not give. */
+export function adamw(o: Pick<AdamWOptions, 'lr'> & Partial<AdamWOptions>): AdamWOptions {
+  return {
+    beta1: optimizerDefaults.adamBeta1,
+    beta2: optimizerDefaults.adamBeta2,
+    eps: optimizerDefaults.adamEps,
+    weightDecay: optimizerDefaults.weightDecay,
+    clipNorm: optimizerDefaults.gradClipNorm,
+    ...o,
+  };
+}
 
 export function tempDir(): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'overnight-'));

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { NativeError, Trainer } from '../../native/ts/binding.ts';
 import type { TensorKind } from '../../native/ts/binding.ts';
 import { tinyModel } from '../fixtures/tiny-model.ts';
-import { randomWindow } from './helpers.ts';
+import { adamw, openOptions, randomWindow } from './helpers.ts';
 
 const SEQ = 16;
 
@@ -47,14 +47,16 @@ describe('gradient norm, clipping and AdamW settings (issue #8 item 8)', () => {
 
   before(async () => {
     const m = await tinyModel({ type: 'f32', nHeadKv: 2 });
-    tr = await Trainer.open({
-      modelPath: m.path,
-      seqLen: SEQ,
-      rank: 4,
-      alpha: 8,
-      seed: 9,
-      threads: 2,
-    });
+    tr = await Trainer.open(
+      openOptions({
+        modelPath: m.path,
+        seqLen: SEQ,
+        rank: 4,
+        alpha: 8,
+        seed: 9,
+        threads: 2,
+      }),
+    );
     let s = 4242;
     for (const l of tr.loras()) {
       const b = tr.getTensor(l.name, 'b');
@@ -72,7 +74,7 @@ describe('gradient norm, clipping and AdamW settings (issue #8 item 8)', () => {
 
   test('gradNorm is the global L2 norm over every grad_a and grad_b (step and grad)', async () => {
     tr.setState(s0.state, s0.adamT);
-    const r = await tr.step(ws, { lr: 0, clipNorm: 0 });
+    const r = await tr.step(ws, adamw({ lr: 0, clipNorm: 0 }));
     const want = l2(grads());
     assert.ok(want > 0);
     assert.ok(Math.abs(r.gradNorm - want) / want < 1e-4, `step gradNorm ${r.gradNorm} vs ${want}`);
@@ -89,7 +91,7 @@ describe('gradient norm, clipping and AdamW settings (issue #8 item 8)', () => {
   // gradient AdamW sees: g * clip / (norm + 1e-6) when norm > clip, else g.
   async function firstMoment(clipNorm: number, beta1 = 0.9, beta2 = 0.999) {
     tr.setState(s0.state, 0);
-    const r = await tr.step(ws, { lr: 1e-3, beta1, beta2, clipNorm });
+    const r = await tr.step(ws, adamw({ lr: 1e-3, beta1, beta2, clipNorm }));
     return { r, g: grads(), m: all(tr, ['m_a', 'm_b']), v: all(tr, ['v_a', 'v_b']) };
   }
 
@@ -145,7 +147,7 @@ describe('gradient norm, clipping and AdamW settings (issue #8 item 8)', () => {
     for (const clipNorm of [0, 0.5]) {
       tr.setState(s0.state, 0);
       const a0 = all(tr, ['a', 'b']);
-      const r = await tr.step(ws, { lr, weightDecay: wd, eps, clipNorm });
+      const r = await tr.step(ws, adamw({ lr, weightDecay: wd, eps, clipNorm }));
       const a1 = all(tr, ['a', 'b']);
       const f = clipNorm > 0 && r.gradNorm > clipNorm ? clipNorm / (r.gradNorm + 1e-6) : 1;
       const g = grads();
@@ -164,7 +166,7 @@ describe('gradient norm, clipping and AdamW settings (issue #8 item 8)', () => {
   test('an invalid clipNorm is refused before anything runs', async () => {
     for (const clipNorm of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
       await assert.rejects(
-        tr.step(ws, { lr: 1e-3, clipNorm }),
+        tr.step(ws, adamw({ lr: 1e-3, clipNorm })),
         (e: unknown) =>
           e instanceof NativeError && e.code === 'E_CONFIG' && /clipping/.test(e.message),
       );

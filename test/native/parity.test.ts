@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { Trainer } from '../../native/ts/binding.ts';
 import { tinyModel } from '../fixtures/tiny-model.ts';
 import type { TinyModelOptions } from '../fixtures/tiny-model.ts';
-import { randomWindow } from './helpers.ts';
+import { openOptions, randomWindow } from './helpers.ts';
 
 // Quantized weights quantize the activations too (Q8_0 / Q8_K) inside the matmul kernels, which
 // turns last-bit differences between the two graphs into small loss differences: looser bound.
@@ -25,7 +25,9 @@ const cases: [string, TinyModelOptions, number][] = [
 for (const [name, opts, tol] of cases) {
   test(`training graph = llama.cpp inference at B = 0: ${name}`, async () => {
     const m = await tinyModel(opts);
-    const tr = await Trainer.open({ modelPath: m.path, seqLen: 32, rank: 4, threads: 2 });
+    const tr = await Trainer.open(
+      openOptions({ modelPath: m.path, seqLen: 32, rank: 4, threads: 2 }),
+    );
     try {
       const w = randomWindow(32, 11, { maskFirst: 3 });
       const ours = await tr.evaluate([w]);

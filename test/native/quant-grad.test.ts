@@ -9,21 +9,23 @@ import { Trainer } from '../../native/ts/binding.ts';
 import type { TokenWindow } from '../../native/ts/token-data.ts';
 import { tinyModel } from '../fixtures/tiny-model.ts';
 import type { TinyModelType } from '../fixtures/tiny-model.ts';
-import { randomWindow } from './helpers.ts';
+import { openOptions, randomWindow } from './helpers.ts';
 
 const SEQ = 32;
 
 /** grad(w) with a fixed non-zero B; returns the loss and every grad_a, grad_b concatenated. */
 async function gradients(type: TinyModelType, dequantize: boolean, w: TokenWindow) {
   const m = await tinyModel({ type, dequantize });
-  const tr = await Trainer.open({
-    modelPath: m.path,
-    seqLen: SEQ,
-    rank: 4,
-    alpha: 8,
-    seed: 3,
-    threads: 2,
-  });
+  const tr = await Trainer.open(
+    openOptions({
+      modelPath: m.path,
+      seqLen: SEQ,
+      rank: 4,
+      alpha: 8,
+      seed: 3,
+      threads: 2,
+    }),
+  );
   try {
     let s = 99;
     for (const l of tr.loras()) {
