@@ -175,4 +175,20 @@ describe('training runs in the worker process (tiny Q4_0 model)', () => {
     );
     assert.equal((r2.final as { code: string }).code, 'E_CHECKPOINT');
   });
+
+  test('a checkpoint made with another LoRA rank is refused before training, naming the field', async () => {
+    const ckDir = join(tmp.dir, 'match-ck');
+    const made = await runJob(
+      job('match-a', { maxSteps: 1, evalInterval: 0, checkpoint: { dir: ckDir, interval: 1 } }),
+    );
+    assert.equal(made.final.type, 'done');
+    const lora = { ...job('x').lora, rank: 4 };
+    const r = await runJob(
+      job('match-b', { lora, checkpoint: { dir: join(tmp.dir, 'match-b-ck'), resumeFrom: ckDir } }),
+    );
+    assert.equal(r.final.type, 'error');
+    assert.equal((r.final as { code: string }).code, 'E_CHECKPOINT');
+    assert.match((r.final as { message: string }).message, /rank = 8, this job has 4/);
+    assert.equal(r.steps.length, 0);
+  });
 });
