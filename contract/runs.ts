@@ -131,13 +131,12 @@ export const runConfigFields = z
     maxSteps: int('maxSteps').min(1, 'maxSteps must be at least 1').nullable().default(null),
     finishBy: clockTime.nullable().default(null),
 
-    // Batch: effectiveBatch sequences per optimizer step = microBatch x gradAccumulation.
+    /**
+     * Training windows (sequences) per optimizer step. The trainer runs one window per
+     * micro-batch and accumulates the gradients of effectiveBatch windows before each update.
+     */
     effectiveBatch: int('effectiveBatch')
       .min(1, 'effectiveBatch must be at least 1')
-      .max(4096)
-      .default(8),
-    gradAccumulation: int('gradAccumulation')
-      .min(1, 'gradAccumulation must be at least 1')
       .max(4096)
       .default(8),
     /** Tokens per training window. Must not exceed the model's context length. */
@@ -190,36 +189,48 @@ export const runConfigFields = z
     // Failure handling
     /** Automatic resumes from the last checkpoint after the training process dies. */
     maxRetries: int('maxRetries').min(0).max(20).default(3),
-    /** On out-of-memory, retry from the last checkpoint with a smaller micro-batch, then a shorter sequence. */
+    /** On out-of-memory, retry from the last checkpoint with a shorter sequence (halved each time, not below 64). */
     oomFallback: z.boolean().default(true),
   })
   .strict();
 
+/**
+ * Keys earlier versions wrote into run configs that no longer mean anything. A stored run, the
+ * remembered last config or a config file the app wrote may still hold them: they are accepted
+ * and dropped (the schema is strict otherwise). `gradAccumulation` had to equal effectiveBatch.
+ */
+export const retiredRunConfigKeys: readonly string[] = ['gradAccumulation'];
+
+type RunConfigFieldsInput = z.input<typeof runConfigFields>;
+
+function dropRetiredKeys(raw: RunConfigFieldsInput): RunConfigFieldsInput {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
+  if (!retiredRunConfigKeys.some((k) => Object.hasOwn(raw, k))) return raw;
+  const kept: Record<string, unknown> = { ...raw };
+  for (const k of retiredRunConfigKeys) delete kept[k];
+  return kept as RunConfigFieldsInput;
+}
+
 /** The fields plus the rules that tie several fields together. */
-export const runConfigSchema = runConfigFields.superRefine((c, ctx) => {
-  if (c.effectiveBatch % c.gradAccumulation !== 0) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['gradAccumulation'],
-      message: `gradAccumulation (${c.gradAccumulation}) must divide effectiveBatch (${c.effectiveBatch}): micro-batch = effectiveBatch / gradAccumulation`,
-    });
-  }
-  if (c.minLearningRate > c.learningRate) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['minLearningRate'],
-      message: `minLearningRate (${c.minLearningRate}) must not exceed learningRate (${c.learningRate})`,
-    });
-  }
-  if (c.earlyStopping && c.validationShare === 0) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['earlyStopping'],
-      message:
-        'earlyStopping needs a validation set: set validationShare above 0 or turn earlyStopping off',
-    });
-  }
-});
+export const runConfigSchema = z
+  .preprocess(dropRetiredKeys, runConfigFields)
+  .superRefine((c, ctx) => {
+    if (c.minLearningRate > c.learningRate) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['minLearningRate'],
+        message: `minLearningRate (${c.minLearningRate}) must not exceed learningRate (${c.learningRate})`,
+      });
+    }
+    if (c.earlyStopping && c.validationShare === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['earlyStopping'],
+        message:
+          'earlyStopping needs a validation set: set validationShare above 0 or turn earlyStopping off',
+      });
+    }
+  });
 export type RunConfig = z.output<typeof runConfigSchema>;
 export type RunConfigInput = z.input<typeof runConfigSchema>;
 
@@ -262,7 +273,6 @@ export const presets: readonly Preset[] = [
       maxSteps: 200,
       warmupSteps: 10,
       effectiveBatch: 4,
-      gradAccumulation: 4,
       sequenceLength: 512,
       evalInterval: 25,
       checkpointInterval: 50,
@@ -289,7 +299,6 @@ export const presets: readonly Preset[] = [
       epochs: 3,
       warmupSteps: 50,
       effectiveBatch: 16,
-      gradAccumulation: 16,
       sequenceLength: 1024,
       evalInterval: 100,
       checkpointInterval: 200,
@@ -380,9 +389,11 @@ export const runSchema = z.object({
   bestStep: z.number().int().nullable(),
   /** Automatic resumes used so far after crashes (bounded by config.maxRetries). */
   retries: z.number().int().nonnegative(),
-  /** Overrides applied after out-of-memory (smaller micro-batch, shorter sequence). */
+  /**
+   * Overrides applied after out-of-memory (a shorter sequence). Runs stored by earlier versions
+   * may also hold `gradAccumulation` here: the store drops it when it reads the row.
+   */
   overrides: z.object({
-    gradAccumulation: z.number().int().optional(),
     sequenceLength: z.number().int().optional(),
   }),
   adapterPath: z.string().nullable(),
