@@ -3,7 +3,7 @@
  * model's dimensions and the run config. It is not a measurement; the supervisor compares it
  * with the trainer's measured peak (`memoryBytes` of its step events) and the calibration.
  *
- * Memory model (bytes; T = tokens per micro-batch = sequenceLength x microBatch,
+ * Memory model (bytes; T = tokens per micro-batch = sequenceLength: one window per micro-batch,
  * E = embedding size, F = feed-forward size, H = attention heads, L = layers, V = vocab,
  * Ekv = K/V width = E x kvHeads / heads):
  *   weights      = the model file's tensor bytes (quantized; mmapped or copied to the device)
@@ -66,16 +66,14 @@ export function loraParameterCount(
 
 export type MemoryConfig = Pick<
   RunConfig,
-  'loraRank' | 'loraTargets' | 'sequenceLength' | 'effectiveBatch' | 'gradAccumulation'
+  'loraRank' | 'loraTargets' | 'sequenceLength' | 'effectiveBatch'
 >;
-
-export function microBatch(cfg: Pick<RunConfig, 'effectiveBatch' | 'gradAccumulation'>): number {
-  return Math.max(1, Math.floor(cfg.effectiveBatch / cfg.gradAccumulation));
-}
 
 /** The named parts of the memory model above, in bytes. */
 export function memoryParts(cfg: MemoryConfig, d: ModelDims): Record<string, number> {
-  const T = cfg.sequenceLength * microBatch(cfg);
+  // The trainer runs one window per micro-batch (effectiveBatch windows accumulate per step),
+  // so the activations are those of one window, whatever effectiveBatch is.
+  const T = cfg.sequenceLength;
   const kvWidth = (d.embd * d.kvHeads) / Math.max(1, d.heads);
   const parts: Record<string, number> = {
     weights: d.weightBytes,
@@ -110,13 +108,6 @@ export function memoryEstimate(
   if (verdict !== 'fits') {
     const target = device.freeBytes * FIT_SHARE;
     const gib = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
-    const mb = microBatch(cfg);
-    if (mb > 1) {
-      const alt = estimateBytes({ ...cfg, gradAccumulation: cfg.effectiveBatch }, d);
-      advice.push(
-        `Set gradient accumulation to ${cfg.effectiveBatch} (micro-batch 1, same effective batch): about ${gib(alt)}.`,
-      );
-    }
     let seq = cfg.sequenceLength;
     while (seq > 64 && estimateBytes({ ...cfg, sequenceLength: seq }, d) > target)
       seq = Math.floor(seq / 2);

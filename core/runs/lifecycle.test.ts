@@ -5,10 +5,12 @@ import {
   checkpointsToDelete,
   decideAfterCrash,
   earlyStopStart,
+  effectiveConfig,
   endOf,
   nextState,
   observeEval,
   resumePlan,
+  type Overrides,
 } from './lifecycle.ts';
 
 const cfg = (over: object = {}) => runConfigSchema.parse({ model: 'm', dataset: 'd', ...over });
@@ -60,20 +62,31 @@ test('a crash is retried until maxRetries, then the run stays failed', () => {
   assert.match(last.reason, /Gave up after 2 automatic retries/);
 });
 
-test('out of memory falls back to micro-batch 1, then shorter sequences, never unchanged', () => {
-  const c = cfg({ effectiveBatch: 8, gradAccumulation: 2, sequenceLength: 256 });
+test('out of memory falls back straight to shorter sequences, never unchanged', () => {
+  const c = cfg({ effectiveBatch: 8, sequenceLength: 256 });
   const oom = { message: 'alloc failed', oom: true, step: 3 };
   const a = decideAfterCrash(c, {}, 0, oom);
-  assert.deepEqual(a.overrides, { gradAccumulation: 8 });
-  assert.match(a.reason, /Out of memory at step 3.*micro-batch 1/);
+  // One window per micro-batch already: the first fallback is the sequence length.
+  assert.deepEqual(a.overrides, { sequenceLength: 128 });
+  assert.match(a.reason, /Out of memory at step 3.*sequence length 128/);
+  assert.doesNotMatch(a.reason, /micro-batch|accumulation/);
   const b = decideAfterCrash(c, a.overrides, 1, oom);
-  assert.deepEqual(b.overrides, { gradAccumulation: 8, sequenceLength: 128 });
-  const d = decideAfterCrash(c, { gradAccumulation: 8, sequenceLength: 64 }, 2, oom);
+  assert.deepEqual(b.overrides, { sequenceLength: 64 });
+  const d = decideAfterCrash(c, b.overrides, 2, oom);
   assert.equal(d.retry, false);
   assert.match(d.reason, /Nothing smaller/);
   const off = decideAfterCrash(cfg({ oomFallback: false }), {}, 0, oom);
   assert.equal(off.retry, false);
   assert.match(off.reason, /allow the automatic fallback/);
+  assert.doesNotMatch(off.reason, /micro-batch|accumulation/);
+});
+
+test('an override stored by an earlier version (gradAccumulation) is ignored', () => {
+  const c = cfg({ effectiveBatch: 8, sequenceLength: 256 });
+  const old = { gradAccumulation: 8, sequenceLength: 128 } as Overrides;
+  const eff = effectiveConfig(c, old);
+  assert.equal(eff.sequenceLength, 128);
+  assert.equal('gradAccumulation' in eff, false);
 });
 
 test('early stopping fires after patience evaluations without improvement and remembers the best', () => {

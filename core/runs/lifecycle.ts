@@ -13,7 +13,6 @@
  */
 import { OvernightError, type Run, type RunConfig, type RunState } from '../../contract/index.ts';
 import { fatalTrainerErrors, type TrainerErrorCode } from '../../contract/training.ts';
-import { microBatch } from './estimate.ts';
 
 export type RunEvent =
   | { type: 'start' }
@@ -170,7 +169,9 @@ export type Overrides = Run['overrides'];
 
 /** The config the trainer actually gets: the user's, with out-of-memory fallbacks applied. */
 export function effectiveConfig(cfg: RunConfig, o: Overrides): RunConfig {
-  return { ...cfg, ...o };
+  // Only the overrides that exist today: a run stored by an earlier version may also hold a
+  // `gradAccumulation` override, which no longer means anything.
+  return o.sequenceLength === undefined ? { ...cfg } : { ...cfg, sequenceLength: o.sequenceLength };
 }
 
 export type CrashDecision =
@@ -179,9 +180,9 @@ export type CrashDecision =
 
 /**
  * After the trainer died: resume from the last checkpoint while retries remain. Out of memory
- * is retried only when the user allowed a fallback, each time with less memory: first
- * micro-batch 1 (same effective batch, more accumulation), then half the sequence length
- * (not below 64 tokens). Retrying unchanged after an OOM would only fail again.
+ * is retried only when the user allowed a fallback, each time with half the sequence length
+ * (not below 64 tokens). The trainer already runs one window per micro-batch, so there is no
+ * smaller micro-batch to fall back to. Retrying unchanged after an OOM would only fail again.
  */
 export function decideAfterCrash(
   cfg: RunConfig,
@@ -195,7 +196,7 @@ export function decideAfterCrash(
     if (!cfg.oomFallback) {
       return {
         retry: false,
-        reason: `${what} Lower the sequence length or micro-batch (raise gradient accumulation), or allow the automatic fallback.`,
+        reason: `${what} Lower the sequence length, or allow the automatic fallback.`,
         overrides: o,
       };
     }
@@ -204,14 +205,6 @@ export function decideAfterCrash(
         retry: false,
         reason: `${what} Gave up after ${retriesUsed} retries.`,
         overrides: o,
-      };
-    }
-    if (microBatch(eff) > 1) {
-      const next = { ...o, gradAccumulation: eff.effectiveBatch };
-      return {
-        retry: true,
-        reason: `${what} Retrying from the last checkpoint with micro-batch 1 (gradient accumulation ${eff.effectiveBatch}).`,
-        overrides: next,
       };
     }
     if (eff.sequenceLength / 2 >= 64) {

@@ -158,3 +158,26 @@ test('the gradient norm of a step is stored and read back; steps stored before 0
     ],
   );
 });
+
+test('a config written before gradAccumulation was retired still loads, without the key', () => {
+  // The schema stays strict for every other unknown key.
+  assert.throws(() => runConfigSchema.parse({ model: 'm', dataset: 'd', microBatch: 2 }));
+  const parsed = runConfigSchema.parse({ model: 'm', dataset: 'd', gradAccumulation: 8 });
+  assert.deepEqual(parsed, config);
+  assert.equal('gradAccumulation' in parsed, false);
+
+  // A stored run (config and OOM overrides) and the remembered last config of an old version.
+  const s = fresh();
+  s.insert(newRun('a'));
+  s.db
+    .prepare(
+      `UPDATE runs SET config = json_set(config, '$.gradAccumulation', 2), overrides = ? WHERE id = 'a'`,
+    )
+    .run(JSON.stringify({ gradAccumulation: 8, sequenceLength: 128 }));
+  s.setSetting('runs.lastConfig', { ...config, gradAccumulation: 4 });
+  const a = s.require('a');
+  assert.deepEqual(a.config, config);
+  assert.equal('gradAccumulation' in a.config, false);
+  assert.deepEqual(a.overrides, { sequenceLength: 128 });
+  assert.deepEqual(s.lastConfig(), config);
+});

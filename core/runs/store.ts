@@ -44,6 +44,12 @@ interface RunRow {
   queue_seq: number;
 }
 
+/** The overrides a row holds; keys of earlier versions (`gradAccumulation`) are dropped. */
+function storedOverrides(json: string): Overrides {
+  const o = JSON.parse(json) as { sequenceLength?: unknown };
+  return typeof o.sequenceLength === 'number' ? { sequenceLength: o.sequenceLength } : {};
+}
+
 function toRun(r: RunRow): Run {
   return {
     id: r.id,
@@ -64,7 +70,7 @@ function toRun(r: RunRow): Run {
     bestValLoss: r.best_val_loss,
     bestStep: r.best_step,
     retries: r.retries,
-    overrides: JSON.parse(r.overrides) as Overrides,
+    overrides: storedOverrides(r.overrides),
     adapterPath: r.adapter_path,
     estimate: r.estimate ? (JSON.parse(r.estimate) as RunEstimate) : null,
   };

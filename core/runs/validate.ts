@@ -107,13 +107,6 @@ export async function validateRun(
         `sequenceLength: ${config.sequenceLength} is beyond the model's context length (${model.contextLength}); choose ${model.contextLength} or less`,
       );
     }
-    if (config.gradAccumulation !== config.effectiveBatch) {
-      // core/training/run.ts runs every window as its own micro-batch and accumulates the
-      // gradients of `windowsPerStep` windows: micro-batch 1 is the only one it has.
-      invalid(
-        `gradAccumulation: the trainer runs one sequence per micro-batch, so gradAccumulation must equal effectiveBatch (${config.effectiveBatch})`,
-      );
-    }
     if (problems.length) return { config, problems, checked: null };
 
     const dataset = await deps.datasets.resolve(config.dataset);

@@ -213,7 +213,6 @@ describe('the built layout (what electron-builder packages) trains', { timeout: 
         learningRate: 1e-3,
         warmupSteps: 0,
         effectiveBatch: 2,
-        gradAccumulation: 2,
         sequenceLength: 64,
         maxSteps,
         checkpointInterval: 2,

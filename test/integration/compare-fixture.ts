@@ -69,7 +69,6 @@ export async function trainCodes(
         maxSteps: 80,
         warmupSteps: 5,
         effectiveBatch: 4,
-        gradAccumulation: 4,
         sequenceLength: 32,
         validationShare: 0,
         checkpointInterval: 1000,

@@ -93,7 +93,6 @@ describe('overnight train --config with a config the app wrote', { timeout: 600_
         loraRank: 4,
         loraAlpha: 8,
         effectiveBatch: 2,
-        gradAccumulation: 2,
         sequenceLength: 64,
         maxSteps: 4,
         evalInterval: 2,

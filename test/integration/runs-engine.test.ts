@@ -32,7 +32,6 @@ const runConfig = {
   learningRate: 1e-3,
   warmupSteps: 0,
   effectiveBatch: 2,
-  gradAccumulation: 2,
   sequenceLength: 64,
   maxSteps: 120,
   evalInterval: 10,

@@ -76,7 +76,6 @@ test(
           loraTargets: [...targets],
           sequenceLength: SEQ,
           effectiveBatch: 1,
-          gradAccumulation: 1,
         },
         dims,
       );

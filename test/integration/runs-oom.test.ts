@@ -53,7 +53,6 @@ const config = (model: string, sequenceLength: number): RunConfigInput => ({
   learningRate: 1e-3,
   warmupSteps: 0,
   effectiveBatch: 1,
-  gradAccumulation: 1,
   sequenceLength,
   maxSteps: 3,
   evalInterval: 100,

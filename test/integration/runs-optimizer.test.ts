@@ -34,7 +34,6 @@ const base = (over: Partial<RunConfigInput> = {}): RunConfigInput => ({
   lrSchedule: 'constant',
   warmupSteps: 0,
   effectiveBatch: 2,
-  gradAccumulation: 2,
   sequenceLength: 32,
   maxSteps: STEPS,
   validationShare: 0,

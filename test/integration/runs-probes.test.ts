@@ -80,7 +80,6 @@ async function train(over: Record<string, unknown>): Promise<{ run: Run; probes:
     lrSchedule: 'cosine',
     warmupSteps: 5,
     effectiveBatch: 4,
-    gradAccumulation: 4,
     sequenceLength: 32,
     validationShare: 0,
     checkpointInterval: 1000,

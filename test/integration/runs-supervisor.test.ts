@@ -38,7 +38,6 @@ const base = (over: Partial<RunConfigInput> = {}): RunConfigInput => ({
   learningRate: 1e-3,
   warmupSteps: 0,
   effectiveBatch: 2,
-  gradAccumulation: 2,
   sequenceLength: SEQ,
   maxSteps: 30,
   evalInterval: 10,
@@ -337,11 +336,13 @@ describe('runs supervisor (real trainer)', { timeout: 600_000 }, () => {
     const ctx = f.models.require(f.modelId).contextLength;
     const handler = runsHandlers(f.service, f.runStore)['runs.validate'];
     const validate = async (p: { config: unknown }) => handler(p, { transport: 'in-memory' });
-    const two = await validate({ config: base({ sequenceLength: ctx * 2, gradAccumulation: 1 }) });
+    // An earlier version's config (with the retired gradAccumulation) is checked, key dropped.
+    const old = { ...base({ sequenceLength: ctx * 2 }), gradAccumulation: 1 };
+    const two = await validate({ config: old });
     assert.equal(two.config.sequenceLength, ctx * 2);
-    assert.equal(two.problems.length, 2, two.problems.join(' | '));
+    assert.equal('gradAccumulation' in two.config, false);
+    assert.equal(two.problems.length, 1, two.problems.join(' | '));
     assert.match(two.problems[0]!, /^sequenceLength: \d+ is beyond the model's context length/);
-    assert.match(two.problems[1]!, /^gradAccumulation: the trainer runs one sequence/);
     const v = await f.service.check(base({ model: 'no-such-model' }));
     assert.deepEqual(
       v.problems.map((p) => p.code),

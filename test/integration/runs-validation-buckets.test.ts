@@ -75,7 +75,6 @@ describe('validation on fresh output-row buckets (real trainer)', { timeout: 600
       lrSchedule: 'constant',
       warmupSteps: 0,
       effectiveBatch: 1,
-      gradAccumulation: 1,
       sequenceLength: 256,
       validationShare: 0.3,
       evalInterval: 1,
