@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { systemInfoSchema } from '../../contract/index.ts';
-import { getSystemInfo } from './info.ts';
+import { getSystemInfo, gpuDevices } from './info.ts';
 import { disposeSharedLlama } from './llama.ts';
 
 after(() => disposeSharedLlama());
@@ -19,5 +19,22 @@ describe('system.info', () => {
     assert.equal(info.dataDir, '/data');
     assert.equal(info.appVersion, '1.2.3');
     for (const g of info.gpus) assert.ok(g.vramTotal >= g.vramFree, JSON.stringify(g));
+  });
+});
+
+describe('gpuDevices', () => {
+  it('a GPU build that found no device (no names, no memory) reports no GPU', () => {
+    assert.deepEqual(gpuDevices('vulkan', [], { total: 0, free: 0 }), []);
+  });
+  it('shares the summed memory between the named devices', () => {
+    assert.deepEqual(gpuDevices('cuda', ['A', 'B'], { total: 8, free: 4 }), [
+      { backend: 'cuda', name: 'A', vramTotal: 4, vramFree: 2 },
+      { backend: 'cuda', name: 'B', vramTotal: 4, vramFree: 2 },
+    ]);
+  });
+  it('a device without a name but with memory is still a GPU', () => {
+    assert.deepEqual(gpuDevices('metal', [], { total: 16, free: 8 }), [
+      { backend: 'metal', name: 'metal', vramTotal: 16, vramFree: 8 },
+    ]);
   });
 });

@@ -18,17 +18,11 @@ export async function getSystemInfo(deps: SystemDeps): Promise<SystemInfo> {
     ...new Set([...supported.filter((g): g is string => typeof g === 'string'), 'cpu']),
   ];
 
-  const gpus: SystemInfo['gpus'] = [];
+  let gpus: SystemInfo['gpus'] = [];
   try {
     const llama = await getSharedLlama();
     if (llama.gpu !== false) {
-      const vram = await llama.getVramState();
-      const names = await llama.getGpuDeviceNames();
-      const n = Math.max(names.length, 1);
-      // getVramState() sums every device; with several devices each gets an equal share.
-      for (const name of names.length ? names : [String(llama.gpu)]) {
-        gpus.push({ backend: llama.gpu, name, vramTotal: vram.total / n, vramFree: vram.free / n });
-      }
+      gpus = gpuDevices(llama.gpu, await llama.getGpuDeviceNames(), await llama.getVramState());
     }
   } catch {
     // No usable inference binary: report no GPUs rather than fail the whole call.
@@ -49,6 +43,28 @@ export async function getSystemInfo(deps: SystemDeps): Promise<SystemInfo> {
     appVersion: deps.appVersion,
     dataDir: deps.dataDir,
   };
+}
+
+/**
+ * The GPUs of node-llama-cpp's loaded build. getVramState() sums every device, so with several
+ * devices each gets an equal share. A GPU build can load and find no device at all (its Vulkan
+ * build on a machine whose only Vulkan device is a CPU-type one, such as Mesa's lavapipe): no
+ * device names and no memory mean no GPU, not one nameless GPU with 0 bytes that a run would then
+ * be refused on.
+ */
+export function gpuDevices(
+  backend: SystemInfo['gpus'][number]['backend'],
+  names: readonly string[],
+  vram: { total: number; free: number },
+): SystemInfo['gpus'] {
+  if (names.length === 0 && vram.total <= 0) return [];
+  const n = Math.max(names.length, 1);
+  return (names.length ? names : [String(backend)]).map((name) => ({
+    backend,
+    name,
+    vramTotal: vram.total / n,
+    vramFree: vram.free / n,
+  }));
 }
 
 export function systemHandlers(deps: SystemDeps): Handlers<'system.info'> {
