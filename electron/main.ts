@@ -59,9 +59,9 @@ let mainWindow: BrowserWindow | null = null;
 let engine: Engine | null = null;
 
 /**
- * Engine event sinks: each gets every contract event. Today: forward to the window.
- * Later issues add the power-save blocker (hold while a run trains) and desktop notifications
- * (run finished / failed) as further sinks here.
+ * Engine event sinks: each gets every contract event. Today: forward to the window. (The
+ * power-save blocker is not a sink: keepAwakeWhileTraining in power.ts subscribes to runs.state
+ * itself. There are no desktop notifications.)
  */
 type EventSink = (event: EventName, data: unknown) => void;
 const eventSinks: EventSink[] = [

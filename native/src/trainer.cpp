@@ -578,12 +578,8 @@ static std::string ov_build_graphs(ov_trainer * t) {
 
 static std::once_flag g_backend_once;
 
-std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_model_info * info) {
-    *out = nullptr;
-    std::call_once(g_backend_once, [] {
-        llama_log_set(ov_llama_log, nullptr);
-        llama_backend_init();
-    });
+// The options that need no model: rank, alpha, seqLen, the target names.
+static std::string ov_check_params(const ov_open_params & p) {
     if (p.rank <= 0) return fmt_err("E_CONFIG", "lora.rank must be a positive integer (got %d)", p.rank);
     if (!(p.alpha > 0.0f)) return fmt_err("E_CONFIG", "lora.alpha must be > 0 (got %g)", p.alpha);
     if (p.seq_len < 2) return fmt_err("E_CONFIG", "seqLen must be >= 2 (got %d)", p.seq_len);
@@ -593,69 +589,62 @@ std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_mode
         for (const char * k : k_all_targets) known = known || tg == k;
         if (!known) return fmt_err("E_CONFIG", "unknown LoRA target '%s' (known: attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down)", tg.c_str());
     }
+    return "";
+}
 
-    std::string arch;
-    std::string err = ov_check_arch_gguf(p.model_path, &arch);
-    if (!err.empty()) return err;
+// The weight the vocabulary projection multiplies by (tied to the token embedding when absent).
+static ggml_tensor * ov_output_weight(llama_model & M) { return M.output ? M.output : M.tok_embd; }
 
-    auto * t = new ov_trainer();
-    t->params = p;
-    t->T = p.seq_len;
-
-    llama_model_params mp = llama_model_default_params();
-    mp.n_gpu_layers = p.n_gpu_layers;
-    // defect 5: repacked (CPU_REPACK) Q4_0 layouts have no OUT_PROD kernel; keep weights as stored.
-    mp.use_extra_bufts = false;
-    ov_log("forced use_extra_bufts=false: repacked CPU weight layouts cannot be differentiated through (OUT_PROD)");
-    t->model = llama_model_load_from_file(p.model_path.c_str(), mp);
-    if (!t->model) {
-        delete t;
-        return fmt_err("E_MODEL", "llama.cpp could not load %s (run with OVERNIGHT_NATIVE_VERBOSE=1 for its log)", p.model_path.c_str());
-    }
+// The loaded model is one this trainer builds a graph for: no MoE, fused QKV, Q/K norm, YaRN,
+// BitNet scales; every target weight present and of a type with a backward kernel. Fills
+// t->n_vocab and the distinct weight types (for ov_model_info).
+static std::string ov_check_model(ov_trainer * t, std::vector<ggml_type> * wtypes) {
+    const ov_open_params & p = t->params;
     llama_model & M = *t->model;
     const llama_hparams & hp = M.hparams;
-    auto fail = [&](const std::string & e) { ov_trainer_free(t); return e; };
-
-    if (hp.n_expert > 0) return fail(fmt_err("E_ARCH", "mixture-of-experts models are not supported (MUL_MAT_ID has no backward pass)"));
-    if (hp.use_kq_norm) return fail(fmt_err("E_ARCH", "Q/K L2-norm (llama4-style) is not built by this trainer"));
+    if (hp.n_expert > 0) return fmt_err("E_ARCH", "mixture-of-experts models are not supported (MUL_MAT_ID has no backward pass)");
+    if (hp.use_kq_norm) return fmt_err("E_ARCH", "Q/K L2-norm (llama4-style) is not built by this trainer");
     if (hp.rope_scaling_type_train == LLAMA_ROPE_SCALING_TYPE_YARN || hp.rope_scaling_type_train == LLAMA_ROPE_SCALING_TYPE_LONGROPE) {
-        return fail(fmt_err("E_ARCH", "YaRN / LongRoPE rope scaling is not built by this trainer"));
+        return fmt_err("E_ARCH", "YaRN / LongRoPE rope scaling is not built by this trainer");
     }
-    if (hp.n_embd_head_k(0) != hp.n_embd_head_v(0)) return fail(fmt_err("E_ARCH", "different K and V head sizes are not supported"));
-    const int64_t n_ctx_train = hp.n_ctx_train;
-    if (p.seq_len > n_ctx_train) {
-        return fail(fmt_err("E_CONFIG", "seqLen %d is longer than the model's training context (%lld tokens)", p.seq_len, (long long) n_ctx_train));
+    if (hp.n_embd_head_k(0) != hp.n_embd_head_v(0)) return fmt_err("E_ARCH", "different K and V head sizes are not supported");
+    if (p.seq_len > (int64_t) hp.n_ctx_train) {
+        return fmt_err("E_CONFIG", "seqLen %d is longer than the model's training context (%lld tokens)", p.seq_len, (long long) hp.n_ctx_train);
     }
-    if (!M.tok_embd || !M.output_norm) return fail(fmt_err("E_MODEL", "model has no token embedding or output norm"));
+    if (!M.tok_embd || !M.output_norm) return fmt_err("E_MODEL", "model has no token embedding or output norm");
     t->n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(t->model));
 
-    std::vector<ggml_type> wtypes;
     auto note_type = [&](ggml_tensor * w) {
-        if (std::find(wtypes.begin(), wtypes.end(), w->type) == wtypes.end()) wtypes.push_back(w->type);
+        if (std::find(wtypes->begin(), wtypes->end(), w->type) == wtypes->end()) wtypes->push_back(w->type);
     };
     for (int64_t il = 0; il < hp.n_layer(); ++il) {
         llama_layer & L = M.layers[il];
-        if (L.wqkv) return fail(fmt_err("E_ARCH", "fused attn_qkv weights are not supported (layer %lld)", (long long) il));
-        if (L.ffn_gate_inp) return fail(fmt_err("E_ARCH", "mixture-of-experts layer %lld is not supported", (long long) il));
+        if (L.wqkv) return fmt_err("E_ARCH", "fused attn_qkv weights are not supported (layer %lld)", (long long) il);
+        if (L.ffn_gate_inp) return fmt_err("E_ARCH", "mixture-of-experts layer %lld is not supported", (long long) il);
         if (L.wq_s || L.wk_s || L.wv_s || L.wo_s || L.ffn_gate_s || L.ffn_up_s || L.ffn_down_s) {
-            return fail(fmt_err("E_ARCH", "per-tensor weight scales (BitNet-style) are not supported"));
+            return fmt_err("E_ARCH", "per-tensor weight scales (BitNet-style) are not supported");
         }
         for (const char * tg : k_all_targets) {
             ggml_tensor * w = ov_target_weight(L, tg);
-            if (!w) return fail(fmt_err("E_ARCH", "layer %lld has no %s weight", (long long) il, tg));
+            if (!w) return fmt_err("E_ARCH", "layer %lld has no %s weight", (long long) il, tg);
             if (!ov_type_trainable(w->type)) {
-                return fail(fmt_err("E_TYPE", "tensor %s has type %s, which has no backward kernel here (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K)", w->name, ggml_type_name(w->type)));
+                return fmt_err("E_TYPE", "tensor %s has type %s, which has no backward kernel here (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K)", w->name, ggml_type_name(w->type));
             }
             note_type(w);
         }
     }
-    ggml_tensor * out_w = M.output ? M.output : M.tok_embd;
+    ggml_tensor * out_w = ov_output_weight(M);
     if (!ov_type_trainable(out_w->type)) {
-        return fail(fmt_err("E_TYPE", "output tensor %s has type %s, which has no backward kernel here", out_w->name, ggml_type_name(out_w->type)));
+        return fmt_err("E_TYPE", "output tensor %s has type %s, which has no backward kernel here", out_w->name, ggml_type_name(out_w->type));
     }
     note_type(out_w);
+    return "";
+}
 
-    // backends: GPU devices (when layers are offloaded) first, the CPU backend last
+// Backends: GPU devices (when layers are offloaded) first, the CPU backend last; the abort
+// callback on every backend that has one (looked up through its registry).
+static std::string ov_setup_backends(ov_trainer * t) {
+    const ov_open_params & p = t->params;
     if (p.n_gpu_layers > 0) {
         for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
             ggml_backend_dev_t dev = ggml_backend_dev_get(i);
@@ -666,12 +655,11 @@ std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_mode
         }
     }
     t->backend_cpu = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
-    if (!t->backend_cpu) return fail(fmt_err("E_BACKEND", "cannot initialise the CPU backend"));
+    if (!t->backend_cpu) return fmt_err("E_BACKEND", "cannot initialise the CPU backend");
     const int n_threads = p.n_threads > 0 ? p.n_threads : (int) std::max(1u, std::thread::hardware_concurrency());
     ggml_backend_cpu_set_n_threads(t->backend_cpu, n_threads);
     ggml_backend_cpu_set_abort_callback(t->backend_cpu, ov_abort_cb, t);
     t->backends.push_back(t->backend_cpu);
-    // abort callbacks on every backend that has one (looked up through its registry)
     t->abort_native = true;
     for (auto * be : t->backends) {
         if (be == t->backend_cpu) continue;
@@ -681,23 +669,33 @@ std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_mode
         if (set_abort) set_abort(be, ov_abort_cb, t);
         else t->abort_native = false;
     }
+    return "";
+}
 
-    // LoRA tensors: params, grad accumulators and moments in three separate buffers, so that
-    // zeroing the accumulators (defect 1) can never touch the AdamW moments.
-    const size_t n_l = (size_t) hp.n_layer() * p.targets.size();
+// LoRA tensors: params, grad accumulators and moments in three separate contexts (and buffers,
+// see ov_alloc_loras), so that zeroing the accumulators (defect 1) can never touch the AdamW
+// moments. t->layer_loras[il][target] points into t->loras; it is filled once every pair is in
+// the vector (no push_back can move them afterwards).
+static std::string ov_setup_loras(ov_trainer * t) {
+    const ov_open_params & p = t->params;
+    llama_model & M = *t->model;
+    const int64_t n_layer = M.hparams.n_layer();
+    const size_t n_l = (size_t) n_layer * p.targets.size();
     auto mkctx = [&](size_t n) { ggml_init_params ip = { n * ggml_tensor_overhead() + 1024, nullptr, true }; return ggml_init(ip); };
     t->ctx_param = mkctx(2 * n_l + 1);
     t->ctx_grad = mkctx(2 * n_l + 1);
     t->ctx_moment = mkctx(4 * n_l + 2);
-    t->layer_loras.resize(hp.n_layer());
+    struct slot { int64_t il; const char * target; };
+    std::vector<slot> slots;  // slots[i] = the layer and target of t->loras[i]
     t->loras.reserve(n_l);
-    for (int64_t il = 0; il < hp.n_layer(); ++il) {
+    slots.reserve(n_l);
+    for (int64_t il = 0; il < n_layer; ++il) {
         for (const char * tg : k_all_targets) {
             if (std::find(p.targets.begin(), p.targets.end(), tg) == p.targets.end()) continue;
             ggml_tensor * w = ov_target_weight(M.layers[il], tg);
             const int64_t d_in = w->ne[0], d_out = w->ne[1];
             if (p.rank > std::min(d_in, d_out)) {
-                return fail(fmt_err("E_CONFIG", "lora.rank %d exceeds the size of %s (%lld x %lld)", p.rank, w->name, (long long) d_in, (long long) d_out));
+                return fmt_err("E_CONFIG", "lora.rank %d exceeds the size of %s (%lld x %lld)", p.rank, w->name, (long long) d_in, (long long) d_out);
             }
             ov_lora l;
             l.name = w->name;
@@ -718,26 +716,23 @@ std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_mode
             l.mb = nt(t->ctx_moment, p.rank, d_out, "m_b");
             l.vb = nt(t->ctx_moment, p.rank, d_out, "v_b");
             t->loras.push_back(l);
+            slots.push_back({ il, tg });
         }
     }
-    for (auto & l : t->loras) {
-        const std::string nm = l.name;
-        // target name = the part between "blk.N." and ".weight"
-        for (const char * tg : k_all_targets) {
-            if (nm.find(std::string(".") + tg + ".weight") != std::string::npos) {
-                int64_t il = atoll(nm.c_str() + 4);
-                t->layer_loras[il][tg] = &l;
-            }
-        }
-    }
+    t->layer_loras.assign((size_t) n_layer, {});
+    for (size_t i = 0; i < t->loras.size(); ++i) t->layer_loras[(size_t) slots[i].il][slots[i].target] = &t->loras[i];
     t->adamw_params = ggml_new_tensor_1d(t->ctx_moment, GGML_TYPE_F32, 7);
     ggml_set_name(t->adamw_params, "adamw_params");
     t->grad_scale = ggml_new_tensor_1d(t->ctx_moment, GGML_TYPE_F32, 1);
     ggml_set_name(t->grad_scale, "grad_scale");
+    return "";
+}
 
-    // Every pair (A, B, their accumulators and moments) lives on the device of its layer's
-    // weight: the weight's buffer type when that is a device buffer, the CPU's otherwise. The
-    // two AdamW scalars tensors stay on the CPU (the scheduler copies them where needed).
+// Every pair (A, B, their accumulators and moments) lives on the device of its layer's
+// weight: the weight's buffer type when that is a device buffer, the CPU's otherwise. The
+// two AdamW scalars tensors stay on the CPU (the scheduler copies them where needed). Buffers
+// start zeroed; grad_scale = 1.
+static std::string ov_alloc_loras(ov_trainer * t) {
     std::map<ggml_tensor *, ggml_backend_buffer_type_t> place;
     for (auto & l : t->loras) {
         ggml_backend_buffer_type_t bt = ggml_backend_cpu_buffer_type();
@@ -772,14 +767,17 @@ std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_mode
     };
     if (!alloc_by_device(t->ctx_param, t->bufs_param) || !alloc_by_device(t->ctx_grad, t->bufs_grad) ||
         !alloc_by_device(t->ctx_moment, t->bufs_moment)) {
-        return fail(fmt_err("E_OOM", "cannot allocate LoRA buffers"));
+        return fmt_err("E_OOM", "cannot allocate LoRA buffers");
     }
     const float one = 1.0f;
     ggml_backend_tensor_set(t->grad_scale, &one, 0, sizeof(float));
+    return "";
+}
 
-    // init: A ~ U(-1/sqrt(d_in), 1/sqrt(d_in)) seeded per tensor name, B = 0 (adapted model == base)
+// init: A ~ U(-1/sqrt(d_in), 1/sqrt(d_in)) seeded per tensor name, B = 0 (adapted model == base)
+static void ov_init_loras(ov_trainer * t) {
     for (auto & l : t->loras) {
-        uint64_t s = p.seed ^ fnv1a(l.name);
+        uint64_t s = t->params.seed ^ fnv1a(l.name);
         std::vector<float> a((size_t) ggml_nelements(l.a));
         const float bound = 1.0f / sqrtf((float) l.a->ne[0]);
         for (auto & v : a) {
@@ -788,51 +786,96 @@ std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_mode
         }
         ggml_backend_tensor_set(l.a, a.data(), 0, a.size() * sizeof(float));
     }
-    t->lora_scale = p.alpha / (float) p.rank;
+    t->lora_scale = t->params.alpha / (float) t->params.rank;
+}
 
-    // row ids 0..rows-1 for the dequantize route (ov_route_backward); rows = the largest weight's
-    {
-        int64_t rows = out_w->ne[1];
-        for (int64_t il = 0; il < hp.n_layer(); ++il) {
-            for (const char * tg : k_all_targets) rows = std::max(rows, ov_target_weight(M.layers[il], tg)->ne[1]);
-        }
-        ggml_init_params ip = { 2 * ggml_tensor_overhead(), nullptr, true };
-        t->ctx_aux = ggml_init(ip);
-        t->iota = ggml_new_tensor_1d(t->ctx_aux, GGML_TYPE_I32, rows);
-        ggml_set_name(t->iota, "ov_row_ids");
-        t->buf_aux = ggml_backend_alloc_ctx_tensors_from_buft(t->ctx_aux, ggml_backend_cpu_buffer_type());
-        if (!t->buf_aux) return fail(fmt_err("E_OOM", "cannot allocate the row-id buffer"));
-        std::vector<int32_t> ids((size_t) rows);
-        for (int64_t i = 0; i < rows; ++i) ids[(size_t) i] = (int32_t) i;
-        ggml_backend_tensor_set(t->iota, ids.data(), 0, ids.size() * sizeof(int32_t));
+// row ids 0..rows-1 for the dequantize route (ov_route_backward); rows = the largest weight's
+static std::string ov_setup_row_ids(ov_trainer * t) {
+    llama_model & M = *t->model;
+    int64_t rows = ov_output_weight(M)->ne[1];
+    for (int64_t il = 0; il < M.hparams.n_layer(); ++il) {
+        for (const char * tg : k_all_targets) rows = std::max(rows, ov_target_weight(M.layers[il], tg)->ne[1]);
+    }
+    ggml_init_params ip = { 2 * ggml_tensor_overhead(), nullptr, true };
+    t->ctx_aux = ggml_init(ip);
+    t->iota = ggml_new_tensor_1d(t->ctx_aux, GGML_TYPE_I32, rows);
+    ggml_set_name(t->iota, "ov_row_ids");
+    t->buf_aux = ggml_backend_alloc_ctx_tensors_from_buft(t->ctx_aux, ggml_backend_cpu_buffer_type());
+    if (!t->buf_aux) return fmt_err("E_OOM", "cannot allocate the row-id buffer");
+    std::vector<int32_t> ids((size_t) rows);
+    for (int64_t i = 0; i < rows; ++i) ids[(size_t) i] = (int32_t) i;
+    ggml_backend_tensor_set(t->iota, ids.data(), 0, ids.size() * sizeof(int32_t));
+    return "";
+}
+
+static void ov_fill_info(ov_trainer * t, const std::vector<ggml_type> & wtypes, ov_model_info * info) {
+    llama_model & M = *t->model;
+    const llama_hparams & hp = M.hparams;
+    char buf[256];
+    llama_model_desc(t->model, buf, sizeof(buf));
+    info->arch = llm_arch_name(M.arch);
+    info->desc = buf;
+    info->n_vocab = t->n_vocab;
+    info->n_embd = hp.n_embd;
+    info->n_layer = hp.n_layer();
+    info->n_head = hp.n_head(0);
+    info->n_head_kv = hp.n_head_kv(0);
+    info->n_ff = hp.n_ff(0);
+    info->n_ctx_train = hp.n_ctx_train;
+    int64_t n = 0;
+    for (auto & l : t->loras) n += ggml_nelements(l.a) + ggml_nelements(l.b);
+    info->n_lora_params = n;
+    for (ggml_type ty : wtypes) info->weight_types.push_back(ggml_type_name(ty));
+    std::string be;
+    for (auto * b : t->backends) { if (!be.empty()) be += ","; be += ggml_backend_name(b); }
+    info->backend = be;
+}
+
+std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_model_info * info) {
+    *out = nullptr;
+    std::call_once(g_backend_once, [] {
+        llama_log_set(ov_llama_log, nullptr);
+        llama_backend_init();
+    });
+    std::string err = ov_check_params(p);
+    if (!err.empty()) return err;
+    std::string arch;
+    err = ov_check_arch_gguf(p.model_path, &arch);
+    if (!err.empty()) return err;
+
+    auto * t = new ov_trainer();
+    t->params = p;
+    t->T = p.seq_len;
+
+    llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = p.n_gpu_layers;
+    // defect 5: repacked (CPU_REPACK) Q4_0 layouts have no OUT_PROD kernel; keep weights as stored.
+    mp.use_extra_bufts = false;
+    ov_log("forced use_extra_bufts=false: repacked CPU weight layouts cannot be differentiated through (OUT_PROD)");
+    t->model = llama_model_load_from_file(p.model_path.c_str(), mp);
+    if (!t->model) {
+        delete t;
+        return fmt_err("E_MODEL", "llama.cpp could not load %s (run with OVERNIGHT_NATIVE_VERBOSE=1 for its log)", p.model_path.c_str());
     }
 
-    err = ov_build_graphs(t);
-    if (!err.empty()) return fail(err);
+    std::vector<ggml_type> wtypes;
+    err = ov_check_model(t, &wtypes);
+    if (err.empty()) err = ov_setup_backends(t);
+    if (err.empty()) err = ov_setup_loras(t);
+    if (err.empty()) err = ov_alloc_loras(t);
+    if (err.empty()) {
+        ov_init_loras(t);
+        err = ov_setup_row_ids(t);
+    }
+    if (err.empty()) err = ov_build_graphs(t);
+    if (!err.empty()) {
+        ov_trainer_free(t);
+        return err;
+    }
 
     t->labels_host.assign((size_t) t->n_vocab * t->T, 0.0f);
     t->mask_host.assign((size_t) t->T * t->T, 0.0f);
-
-    if (info) {
-        char buf[256];
-        llama_model_desc(t->model, buf, sizeof(buf));
-        info->arch = llm_arch_name(M.arch);
-        info->desc = buf;
-        info->n_vocab = t->n_vocab;
-        info->n_embd = hp.n_embd;
-        info->n_layer = hp.n_layer();
-        info->n_head = hp.n_head(0);
-        info->n_head_kv = hp.n_head_kv(0);
-        info->n_ff = hp.n_ff(0);
-        info->n_ctx_train = n_ctx_train;
-        int64_t n = 0;
-        for (auto & l : t->loras) n += ggml_nelements(l.a) + ggml_nelements(l.b);
-        info->n_lora_params = n;
-        for (ggml_type ty : wtypes) info->weight_types.push_back(ggml_type_name(ty));
-        std::string be;
-        for (auto * b : t->backends) { if (!be.empty()) be += ","; be += ggml_backend_name(b); }
-        info->backend = be;
-    }
+    if (info) ov_fill_info(t, wtypes, info);
     *out = t;
     return "";
 }

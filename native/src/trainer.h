@@ -3,8 +3,9 @@
 // Why our own graph instead of llama_opt_epoch: the upstream path (see docs/native.md) has five
 // defects for LoRA training in this llama.cpp version. Building the forward/backward/AdamW graph
 // here, from the model's tensors, fixes them by construction and keeps every invariant visible:
-//   1. gradient accumulators are zeroed at the start of every optimizer step (zero_grad_accs);
-//      the AdamW moments live in their own buffer and are never touched by that reset;
+//   1. gradient accumulators are zeroed at the start of every optimizer step (ov_trainer_step
+//      and ov_trainer_grad clear the bufs_grad buffers); the AdamW moments live in their own
+//      buffers and are never touched by that reset;
 //   2. K and V come from the current micro-batch, never from a KV cache, so attn_k/attn_v LoRA
 //      pairs receive gradients;
 //   3. the graph is sized from the nodes it actually holds (forward + backward + accumulation);
