@@ -410,9 +410,10 @@ export const runMetricSchema = z.object({
   /** Cumulative trained tokens after this step. */
   tokens: z.number().nonnegative(),
   /**
-   * The trainer's own memory after this step: model weights + LoRA/optimizer + compute buffer,
-   * summed over its devices (native trainer.memory()); the process's peak resident memory where
-   * the trainer reports none. Not the whole device's usage.
+   * Memory the run uses on its device after this step. On a GPU backend: the trainer's own
+   * buffers there (model weights + LoRA/optimizer + compute, native trainer.memory()), not the
+   * whole device's usage. On the CPU backend: the training process's peak resident memory (the
+   * budget is system RAM, which the whole process draws on).
    */
   memoryBytes: z.number().nonnegative().nullable(),
   /**

@@ -314,9 +314,14 @@ export class TrainingRun {
     this.step++;
     this.cursor = next;
     this.trainedTokens += r.nTrained;
-    // The trainer's own buffers (weights + LoRA/optimizer + compute, every device) when it
-    // reports them, else the process's peak resident memory.
-    const own = trainer.memory().reduce((t, e) => t + e.weights + e.lora + e.compute, 0);
+    // On a GPU: the trainer's own device buffers (weights + LoRA/optimizer + compute), what the
+    // card's budget pays. On the CPU the budget is system RAM, which the whole process uses
+    // (host copies, graph metadata, the runtime): its peak resident memory, what the estimate
+    // (core/runs/estimate.ts) predicts and test/integration/runs-memory.test.ts checks.
+    const own = trainer
+      .memory()
+      .filter((e) => e.device !== 'CPU')
+      .reduce((t, e) => t + e.weights + e.lora + e.compute, 0);
     this.emit({
       type: 'step',
       metric: {
