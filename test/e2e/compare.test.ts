@@ -6,12 +6,10 @@
  * the base does not. After a reload the conversation reopens with the same answers.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
 import { codePairs, trainCodes } from '../integration/compare-fixture.ts';
-import { startHarness, type Harness } from './harness.ts';
+import { useHarness } from './harness.ts';
 
 const pairs = codePairs;
 
@@ -19,19 +17,10 @@ describe(
   'compare page (web mode, real engine, real trainer, real chat)',
   { timeout: 600_000 },
   () => {
-    let h: Harness;
-    let scratch: string;
-
-    before(async () => {
-      h = await startHarness();
-      scratch = mkdtempSync(join(tmpdir(), 'overnight-'));
-    });
-    after(async () => {
-      await h?.close();
-      if (scratch) rmSync(scratch, { recursive: true, force: true });
-    });
+    const env = useHarness();
 
     test('base and tuned columns answer a trained prompt; the conversation reopens after a reload', async () => {
+      const { h, scratch } = env;
       const { run } = await trainCodes(h.engine, scratch);
       const { page, errors } = await h.newPage();
       await page.goto(`${h.server.url}`);

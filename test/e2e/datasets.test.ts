@@ -5,27 +5,17 @@
  * its problems with line numbers and stores nothing until confirmed.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { tinyModel } from '../fixtures/tiny-model.ts';
-import { root, startHarness, type Harness } from './harness.ts';
+import { root, useHarness } from './harness.ts';
 
 describe('datasets page (web mode, real engine)', () => {
-  let h: Harness;
-  let scratch: string;
-
-  before(async () => {
-    h = await startHarness();
-    scratch = mkdtempSync(join(tmpdir(), 'overnight-'));
-  });
-  after(async () => {
-    await h?.close();
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
+  const env = useHarness();
 
   test('imports the sample dataset and shows stats, histogram and the mask preview', async () => {
+    const { h } = env;
     const model = await tinyModel({ vocab: 'qwen2' });
     await h.engine.models.add(model.path, 'Tiny Qwen');
     const { page, errors } = await h.newPage();
@@ -83,6 +73,7 @@ describe('datasets page (web mode, real engine)', () => {
   });
 
   test('a broken file lists its problems by line and imports only when confirmed', async () => {
+    const { h, scratch } = env;
     const bad = join(scratch, 'broken.jsonl');
     writeFileSync(
       bad,

@@ -6,28 +6,18 @@
  * interval shown are the ones the votes give; perplexity and the general-ability check show.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { wilson } from '../../core/eval/stats.ts';
 import { codePairs, trainCodes } from '../integration/compare-fixture.ts';
-import { startHarness, type Harness } from './harness.ts';
+import { useHarness } from './harness.ts';
 
 describe('evaluate page (web mode, real engine, real trainer)', { timeout: 600_000 }, () => {
-  let h: Harness;
-  let scratch: string;
-
-  before(async () => {
-    h = await startHarness();
-    scratch = mkdtempSync(join(tmpdir(), 'overnight-'));
-  });
-  after(async () => {
-    await h?.close();
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
+  const env = useHarness();
 
   test('blind vote with the keyboard, reveal, win rate with its interval; votes survive a reload', async () => {
+    const { h, scratch } = env;
     const { run } = await trainCodes(h.engine, scratch);
     const prompts = join(scratch, 'prompts.jsonl');
     writeFileSync(

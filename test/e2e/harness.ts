@@ -8,6 +8,7 @@
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { createEngine, type Engine } from '../../core/engine.ts';
@@ -96,6 +97,39 @@ export async function startHarness(): Promise<Harness> {
       await server.close();
       await engine.close();
       rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** What `useHarness` gives a suite: the harness and a scratch folder, both live between its hooks. */
+export interface HarnessScope {
+  readonly h: Harness;
+  readonly scratch: string;
+}
+
+/**
+ * Registers the suite's `before`/`after`: a harness and a temp scratch folder, both removed after.
+ * Call inside `describe`; read `h` and `scratch` inside tests (they throw before `before` ran).
+ */
+export function useHarness(): HarnessScope {
+  let h: Harness | undefined;
+  let scratch: string | undefined;
+  before(async () => {
+    h = await startHarness();
+    scratch = mkdtempSync(join(tmpdir(), 'overnight-'));
+  });
+  after(async () => {
+    await h?.close();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+  return {
+    get h() {
+      if (!h) throw new Error('useHarness: the harness is not started (before() has not run)');
+      return h;
+    },
+    get scratch() {
+      if (!scratch) throw new Error('useHarness: no scratch folder (before() has not run)');
+      return scratch;
     },
   };
 }

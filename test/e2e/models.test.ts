@@ -5,27 +5,17 @@
  * with a wrong) token says how to get in.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { tinyModel } from '../fixtures/tiny-model.ts';
-import { startHarness, type Harness } from './harness.ts';
+import { useHarness } from './harness.ts';
 
 describe('models and system pages (web mode, real engine)', () => {
-  let h: Harness;
-  let scratch: string;
-
-  before(async () => {
-    h = await startHarness();
-    scratch = mkdtempSync(join(tmpdir(), 'overnight-'));
-  });
-  after(async () => {
-    await h?.close();
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
+  const env = useHarness();
 
   test('adds a GGUF by path and shows every metadata field; remove keeps the file', async () => {
+    const { h } = env;
     const model = await tinyModel({ type: 'q8_0', arch: 'llama' });
     const { page, errors } = await h.newPage();
     await page.goto(h.server.url);
@@ -92,6 +82,7 @@ describe('models and system pages (web mode, real engine)', () => {
   });
 
   test('a file that is not GGUF gets the engine’s specific error, inline', async () => {
+    const { h, scratch } = env;
     const notGguf = join(scratch, 'notes.txt');
     writeFileSync(notGguf, 'these are my notes, not a model\n');
     const { page, errors } = await h.newPage();
@@ -118,6 +109,7 @@ describe('models and system pages (web mode, real engine)', () => {
   });
 
   test('a model whose file disappeared is marked missing', async () => {
+    const { h, scratch } = env;
     const source = await tinyModel({ type: 'q4_0', arch: 'llama' });
     const copy = join(scratch, 'moved-away.gguf');
     copyFileSync(source.path, copy);
@@ -141,6 +133,7 @@ describe('models and system pages (web mode, real engine)', () => {
   });
 
   test('the System page shows memory, backends and the data folder', async () => {
+    const { h } = env;
     const { page, errors } = await h.newPage();
     await page.goto(h.server.url);
     await page.getByTestId('nav-system').click();
@@ -155,6 +148,7 @@ describe('models and system pages (web mode, real engine)', () => {
   });
 
   test('without a token the page says it is not authorised and how to get in', async () => {
+    const { h } = env;
     const { page } = await h.newPage();
     await page.goto(`http://127.0.0.1:${h.server.port}/`);
     const box = page.getByTestId('unauthorized');
@@ -170,6 +164,7 @@ describe('models and system pages (web mode, real engine)', () => {
   });
 
   test('with a wrong token the page says the engine refused it', async () => {
+    const { h } = env;
     const { page } = await h.newPage();
     await page.goto(`http://127.0.0.1:${h.server.port}/#token=not-the-token`);
     const box = page.getByTestId('unauthorized');

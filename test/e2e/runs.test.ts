@@ -4,27 +4,17 @@
  * gain points, see a probe sample, the run completes and its adapter file exists. The REAL training process trains a tiny generated model.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { tinyModel } from '../fixtures/tiny-model.ts';
-import { startHarness, type Harness } from './harness.ts';
+import { useHarness } from './harness.ts';
 
 describe('runs pages (web mode, real engine, real trainer)', { timeout: 600_000 }, () => {
-  let h: Harness;
-  let scratch: string;
-
-  before(async () => {
-    h = await startHarness();
-    scratch = mkdtempSync(join(tmpdir(), 'overnight-'));
-  });
-  after(async () => {
-    await h?.close();
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
+  const env = useHarness();
 
   test('create a run, watch the chart gain points, see a probe sample, the run completes with an adapter', async () => {
+    const { h, scratch } = env;
     const model = await tinyModel({ type: 'q8_0' });
     const call = h.engine.dispatcher.call;
     const m = await call('models.add', { path: model.path });
