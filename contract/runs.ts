@@ -461,11 +461,28 @@ export type RunSettings = z.infer<typeof runSettingsSchema>;
 const byId = z.object({ id: runIdSchema });
 const ok = z.object({ ok: z.literal(true) });
 
+/**
+ * Where the trainer's compute graph runs (the native trainer's placement report): nodes per ggml
+ * backend ('CPU', 'Vulkan0', ...) and the ops left on the CPU while a GPU backend is in use, each
+ * with the reason. Written by the supervisor to `placement.json` in the run folder on 'ready'.
+ */
+export const runPlacementSchema = z.object({
+  nodes: z.record(z.string(), z.number().int().min(0)),
+  cpuOps: z.array(z.object({ op: z.string(), reason: z.string(), count: z.number().int().min(0) })),
+  nNodes: z.number().int().min(0),
+  nSplits: z.number().int().min(0),
+  /** Input gradients built by the dequantize + mul_mat route instead of OUT_PROD. */
+  nRouted: z.number().int().min(0),
+});
+export type RunPlacement = z.infer<typeof runPlacementSchema>;
+
 export const runDetailSchema = z.object({
   run: runSchema,
   evals: z.array(runEvalSchema),
   checkpoints: z.array(runCheckpointSchema),
   probes: z.array(runProbeSchema),
+  /** The trainer's placement report of the latest start; null before the trainer was ready. */
+  placement: runPlacementSchema.nullable(),
 });
 export type RunDetail = z.infer<typeof runDetailSchema>;
 

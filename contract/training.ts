@@ -20,6 +20,7 @@ import {
   runConfigDefaults,
   runEvalSchema,
   runMetricSchema,
+  runPlacementSchema,
   runProbeSchema,
 } from './runs.ts';
 
@@ -197,6 +198,8 @@ export const trainingEventSchema = z.discriminatedUnion('type', [
     evalWindows: z.number().int().min(0),
     trainTokensPerEpoch: z.number().min(0),
     modelFingerprint: z.string(),
+    /** The trainer's placement report (optional: older workers did not send it). */
+    placement: runPlacementSchema.optional(),
   }),
   z.object({
     type: z.literal('step'),

@@ -24,6 +24,7 @@ import type { RunDatasets } from './datasets-port.ts';
 import { memoryEstimate, plannedSteps, stepsForDeadline } from './estimate.ts';
 import { calibrationJob } from './job.ts';
 import { readModelDims } from './model-dims.ts';
+import { readPlacement } from './placement.ts';
 import type { RunStore } from './store.ts';
 import { RunSupervisor } from './supervisor.ts';
 import {
@@ -256,11 +257,13 @@ export function runsHandlers(s: RunsService, store: RunStore): Handlers<RunsMeth
     'runs.list': ({ state, search }) => store.list({ state, search }),
     'runs.show': ({ id }) => {
       s.supervisor.flushPending(id);
+      const run = store.require(id);
       return {
-        run: store.require(id),
+        run,
         evals: store.evals(id),
         checkpoints: store.checkpoints(id),
         probes: store.probes(id),
+        placement: readPlacement(run.folder),
       };
     },
     'runs.metrics': ({ id, fromStep, toStep }) => {

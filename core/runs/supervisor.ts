@@ -16,7 +16,7 @@
  */
 import { copyFileSync, existsSync, linkSync, mkdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ModelInfo, Run, RunConfig } from '../../contract/index.ts';
+import type { ModelInfo, Run, RunConfig, RunPlacement } from '../../contract/index.ts';
 import { OvernightError } from '../../contract/index.ts';
 import type { TrainingEvent } from '../../contract/training.ts';
 import type { EventBus } from '../rpc/events.ts';
@@ -26,6 +26,7 @@ import { WriteBatch } from './batch.ts';
 import type { RunDatasets } from './datasets-port.ts';
 import { RunExporter } from './export.ts';
 import { jobFor, readRunInputs, writeRunInputs } from './job.ts';
+import { writePlacement } from './placement.ts';
 import { checkpointAtSeqLen } from './rebase.ts';
 import {
   checkpointsToDelete,
@@ -360,10 +361,20 @@ export class RunSupervisor {
     void proc.finished.then(() => this.onFinished(a));
   }
 
+  /** The report is for the run page's details only: failing to write it must not stop the run. */
+  private savePlacement(a: Active, placement: RunPlacement): void {
+    try {
+      writePlacement(a.run.folder, placement);
+    } catch (err) {
+      this.log(`run ${a.run.id}: cannot write the placement report: ${String(err)}`);
+    }
+  }
+
   private onEvent(a: Active, e: TrainingEvent): void {
     const id = a.run.id;
     switch (e.type) {
       case 'ready':
+        if (e.placement) this.savePlacement(a, e.placement);
         if (e.totalSteps !== a.run.totalSteps)
           a.run = this.d.store.update(id, { totalSteps: e.totalSteps });
         this.emitRun(a.run);

@@ -298,6 +298,7 @@ export class TrainingRun {
       evalWindows: this.evalData?.nWindows ?? 0,
       trainTokensPerEpoch: this.plan.trainTokensPerEpoch,
       modelFingerprint: this.plan.fingerprint,
+      placement: this.trainer.placement(),
     });
   }
 
