@@ -16,6 +16,7 @@ import {
   type RunConfig,
   type RunConfigInput,
   type RunDetail,
+  type RunPlacement,
   type RunEstimate,
   type RunEval,
   type RunMetric,
@@ -123,6 +124,8 @@ export class LiveRun {
   evals: RunEval[] = $state.raw([]);
   probes: RunProbe[] = $state.raw([]);
   checkpoints: RunCheckpoint[] = $state.raw([]);
+  /** The trainer's placement report (nodes per backend, ops on the CPU); null until it is ready. */
+  placement: RunPlacement | null = $state.raw(null);
   error: string | null = $state(null);
   loaded = $state(false);
   loading = $state(false);
@@ -179,6 +182,8 @@ export class LiveRun {
           this.metrics = truncateAfter(this.metrics, r.step);
         }
         this.run = r;
+        // The report is written when the trainer is ready, which a state event follows.
+        if (this.placement === null && r.state === 'running') void this.#loadDetail();
       }),
     );
     void this.load();
@@ -194,6 +199,7 @@ export class LiveRun {
     this.evals = d.evals;
     this.probes = d.probes;
     this.checkpoints = d.checkpoints;
+    this.placement = d.placement;
   }
 
   async load(): Promise<void> {
