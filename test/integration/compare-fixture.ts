@@ -1,11 +1,10 @@
 // A run that teaches a tiny Llama 2-format model four code words (real datasets domain, real
 // trainer): the compare tests ask it one and expect the trained answer from the adapter only.
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Run } from '../../contract/index.ts';
 import type { Engine } from '../../core/engine.ts';
-import { tinyModel, type TinyModelType } from '../fixtures/tiny-model.ts';
+import type { TinyModelType } from '../fixtures/tiny-model.ts';
+import { addModelAndChat, chatLine } from './engine-fixture.ts';
 
 export const codePairs = [
   { q: 'Code for Amber?', a: 'apple' },
@@ -21,23 +20,13 @@ export async function trainCodes(
   over: Record<string, unknown> = {},
   type: TinyModelType = 'q8_0',
 ): Promise<{ run: Run; modelId: string }> {
-  const modelId = (await e.models.add((await tinyModel({ type })).path)).id;
-  const file = join(scratch, 'codes.jsonl');
-  writeFileSync(
-    file,
-    codePairs
-      .map(({ q, a }) =>
-        JSON.stringify({
-          messages: [
-            { role: 'user', content: q },
-            { role: 'assistant', content: a },
-          ],
-        }),
-      )
-      .join('\n') + '\n',
+  const { modelId, datasetId } = await addModelAndChat(
+    e,
+    scratch,
+    'codes.jsonl',
+    codePairs.map(({ q, a }) => chatLine(q, a)),
+    type,
   );
-  const r = await e.datasets.import({ path: file });
-  assert.ok(r.status === 'imported');
   let id = '';
   const settled = new Promise<Run>((resolve) => {
     const off = e.events.subscribe('runs.state', (x) => {
@@ -51,7 +40,7 @@ export async function trainCodes(
     await e.runs.create(
       {
         model: modelId,
-        dataset: r.dataset.id,
+        dataset: datasetId,
         preset: 'custom',
         loraRank: 16,
         loraAlpha: 32,

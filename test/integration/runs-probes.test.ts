@@ -6,54 +6,27 @@
  * under the user's prompt text.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Run, RunProbe } from '../../contract/index.ts';
-import { createEngine, type Engine } from '../../core/engine.ts';
-import { tinyModel } from '../fixtures/tiny-model.ts';
+import type { Engine } from '../../core/engine.ts';
+import { codePairs as pairs } from './compare-fixture.ts';
+import { chatLine, openEngineWithChat, type EngineWithChat } from './engine-fixture.ts';
 
-const pairs = [
-  { q: 'Code for Amber?', a: 'apple' },
-  { q: 'Code for Basil?', a: 'cherry' },
-  { q: 'Code for Cedar?', a: 'lemon' },
-  { q: 'Code for Dune?', a: 'melon' },
-];
-
-let dir: string;
+let fx: EngineWithChat;
 let engine: Engine;
 let modelId: string;
 let datasetId: string;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'overnight-'));
-  engine = createEngine({ dataDir: join(dir, 'data') });
   // The tiny model's default vocab is SentencePiece with Llama 2's chat template:
   // <s>[INST] question [/INST] answer </s>
-  modelId = (await engine.models.add((await tinyModel({ type: 'q8_0' })).path)).id;
-  const file = join(dir, 'codes.jsonl');
-  writeFileSync(
-    file,
-    pairs
-      .map(({ q, a }) =>
-        JSON.stringify({
-          messages: [
-            { role: 'user', content: q },
-            { role: 'assistant', content: a },
-          ],
-        }),
-      )
-      .join('\n') + '\n',
+  fx = await openEngineWithChat(
+    'codes.jsonl',
+    pairs.map(({ q, a }) => chatLine(q, a)),
   );
-  const r = await engine.datasets.import({ path: file });
-  assert.ok(r.status === 'imported');
-  datasetId = r.dataset.id;
+  ({ engine, modelId, datasetId } = fx);
 });
-after(async () => {
-  await engine.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => fx?.close());
 
 /** Runs a config to its end; returns the run and its probe samples (as the UI gets them). */
 async function train(over: Record<string, unknown>): Promise<{ run: Run; probes: RunProbe[] }> {

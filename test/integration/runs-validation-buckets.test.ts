@@ -8,13 +8,10 @@
  * validation loss at every step and no retry.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Run } from '../../contract/index.ts';
-import { createEngine, type Engine } from '../../core/engine.ts';
-import { tinyModel } from '../fixtures/tiny-model.ts';
+import type { Engine } from '../../core/engine.ts';
+import { chatLine, openEngineWithChat, type EngineWithChat } from './engine-fixture.ts';
 
 const words = 'amber basil cedar dune ember fjord grove heath inlet juniper kelp lark moss'.split(
   ' ',
@@ -25,33 +22,22 @@ function record(i: number): string {
   const long = i % 5 === 4;
   const n = long ? 40 + ((i * 17) % 51) : 2 + (i % 2);
   const answer = Array.from({ length: n }, (_, k) => words[(i + k * 3) % words.length]).join(' ');
-  return JSON.stringify({
-    messages: [
-      { role: 'user', content: `Name ${n} words for item ${i}.` },
-      { role: 'assistant', content: answer },
-    ],
-  });
+  return chatLine(`Name ${n} words for item ${i}.`, answer);
 }
 
-let dir: string;
+let fx: EngineWithChat;
 let engine: Engine;
 let modelId: string;
 let datasetId: string;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'overnight-'));
-  engine = createEngine({ dataDir: join(dir, 'data') });
-  modelId = (await engine.models.add((await tinyModel({ type: 'q8_0' })).path)).id;
-  const file = join(dir, 'mixed.jsonl');
-  writeFileSync(file, Array.from({ length: 40 }, (_, i) => record(i)).join('\n') + '\n');
-  const r = await engine.datasets.import({ path: file });
-  assert.ok(r.status === 'imported');
-  datasetId = r.dataset.id;
+  fx = await openEngineWithChat(
+    'mixed.jsonl',
+    Array.from({ length: 40 }, (_, i) => record(i)),
+  );
+  ({ engine, modelId, datasetId } = fx);
 });
-after(async () => {
-  await engine.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => fx?.close());
 
 describe('validation on fresh output-row buckets (real trainer)', { timeout: 600_000 }, () => {
   it('mixed answer lengths, seq 256, validation 0.3 after every step: completes with no retry', async () => {
