@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import type { Run } from '../../contract/index.ts';
 import type { Engine } from '../../core/engine.ts';
 import type { TinyModelType } from '../fixtures/tiny-model.ts';
-import { addModelAndChat, chatLine } from './engine-fixture.ts';
+import { addModelAndChat, chatLine, runToEnd } from './engine-fixture.ts';
 
 export const codePairs = [
   { q: 'Code for Amber?', a: 'apple' },
@@ -27,49 +27,30 @@ export async function trainCodes(
     codePairs.map(({ q, a }) => chatLine(q, a)),
     type,
   );
-  let id = '';
-  const settled = new Promise<Run>((resolve) => {
-    const off = e.events.subscribe('runs.state', (x) => {
-      if (x.id !== id || !['completed', 'failed', 'cancelled', 'interrupted'].includes(x.state))
-        return;
-      off();
-      resolve(x);
-    });
-  });
-  id = (
-    await e.runs.create(
-      {
-        model: modelId,
-        dataset: datasetId,
-        preset: 'custom',
-        loraRank: 16,
-        loraAlpha: 32,
-        loraTargets: [
-          'attn_q',
-          'attn_k',
-          'attn_v',
-          'attn_output',
-          'ffn_gate',
-          'ffn_up',
-          'ffn_down',
-        ],
-        lrSchedule: 'cosine',
-        learningRate: 5e-3,
-        maxSteps: 80,
-        warmupSteps: 5,
-        effectiveBatch: 4,
-        sequenceLength: 32,
-        validationShare: 0,
-        checkpointInterval: 1000,
-        earlyStopping: false,
-        finalAdapter: 'last',
-        threads: 2,
-        ...over,
-      },
-      'codes',
-    )
-  ).id;
-  const run = await settled;
+  const run = await runToEnd(
+    e,
+    {
+      model: modelId,
+      dataset: datasetId,
+      preset: 'custom',
+      loraRank: 16,
+      loraAlpha: 32,
+      loraTargets: ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'],
+      lrSchedule: 'cosine',
+      learningRate: 5e-3,
+      maxSteps: 80,
+      warmupSteps: 5,
+      effectiveBatch: 4,
+      sequenceLength: 32,
+      validationShare: 0,
+      checkpointInterval: 1000,
+      earlyStopping: false,
+      finalAdapter: 'last',
+      threads: 2,
+      ...over,
+    },
+    'codes',
+  );
   assert.equal(run.state, 'completed', run.stateReason ?? '');
   assert.ok(run.adapterPath);
   return { run, modelId };

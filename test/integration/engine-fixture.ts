@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Run } from '../../contract/index.ts';
 import { createEngine, type Engine } from '../../core/engine.ts';
 import { tinyModel, type TinyModelType } from '../fixtures/tiny-model.ts';
 
@@ -60,4 +61,19 @@ export async function openEngineWithChat(name: string, lines: string[]): Promise
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Creates a run and resolves with it once it ends: completed, failed, cancelled or interrupted. */
+export async function runToEnd(e: Engine, config: unknown, name?: string): Promise<Run> {
+  let id = '';
+  const settled = new Promise<Run>((resolve) => {
+    const off = e.events.subscribe('runs.state', (x) => {
+      if (x.id !== id || !['completed', 'failed', 'cancelled', 'interrupted'].includes(x.state))
+        return;
+      off();
+      resolve(x);
+    });
+  });
+  id = (await e.runs.create(config, name)).id;
+  return settled;
 }

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Run, RunProbe } from '../../contract/index.ts';
 import type { Engine } from '../../core/engine.ts';
 import { codePairs as pairs } from './compare-fixture.ts';
-import { chatLine, openEngineWithChat, type EngineWithChat } from './engine-fixture.ts';
+import { chatLine, openEngineWithChat, runToEnd, type EngineWithChat } from './engine-fixture.ts';
 
 let fx: EngineWithChat;
 let engine: Engine;
@@ -30,20 +30,9 @@ after(() => fx?.close());
 
 /** Runs a config to its end; returns the run and its probe samples (as the UI gets them). */
 async function train(over: Record<string, unknown>): Promise<{ run: Run; probes: RunProbe[] }> {
-  const probes: RunProbe[] = [];
-  let id = '';
-  const offP = engine.events.subscribe('runs.probe', (p) => {
-    if (p.id === id) probes.push(...p.probes);
-  });
-  const settled = new Promise<Run>((resolve) => {
-    const off = engine.events.subscribe('runs.state', (r) => {
-      if (r.id !== id || !['completed', 'failed', 'cancelled', 'interrupted'].includes(r.state))
-        return;
-      off();
-      resolve(r);
-    });
-  });
-  const run = await engine.runs.create({
+  const seen: { id: string; probes: RunProbe[] }[] = [];
+  const offP = engine.events.subscribe('runs.probe', (p) => seen.push(p));
+  const run = await runToEnd(engine, {
     model: modelId,
     dataset: datasetId,
     preset: 'custom',
@@ -62,10 +51,8 @@ async function train(over: Record<string, unknown>): Promise<{ run: Run; probes:
     probePrompts: [pairs[0]!.q],
     ...over,
   });
-  id = run.id;
-  const done = await settled;
   offP();
-  return { run: done, probes };
+  return { run, probes: seen.filter((p) => p.id === run.id).flatMap((p) => p.probes) };
 }
 
 describe('probe samples on a chat dataset (real trainer)', { timeout: 900_000 }, () => {

@@ -9,9 +9,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Run } from '../../contract/index.ts';
 import type { Engine } from '../../core/engine.ts';
-import { chatLine, openEngineWithChat, type EngineWithChat } from './engine-fixture.ts';
+import { chatLine, openEngineWithChat, runToEnd, type EngineWithChat } from './engine-fixture.ts';
 
 const words = 'amber basil cedar dune ember fjord grove heath inlet juniper kelp lark moss'.split(
   ' ',
@@ -41,17 +40,8 @@ after(() => fx?.close());
 
 describe('validation on fresh output-row buckets (real trainer)', { timeout: 600_000 }, () => {
   it('mixed answer lengths, seq 256, validation 0.3 after every step: completes with no retry', async () => {
-    let id = '';
-    const settled = new Promise<Run>((resolve) => {
-      const off = engine.events.subscribe('runs.state', (r) => {
-        if (r.id !== id || !['completed', 'failed', 'cancelled', 'interrupted'].includes(r.state))
-          return;
-        off();
-        resolve(r);
-      });
-    });
     const steps = 4;
-    const created = await engine.runs.create({
+    const run = await runToEnd(engine, {
       model: modelId,
       dataset: datasetId,
       preset: 'custom',
@@ -70,8 +60,7 @@ describe('validation on fresh output-row buckets (real trainer)', { timeout: 600
       finalAdapter: 'last',
       threads: 2,
     });
-    id = created.id;
-    const run = await settled;
+    const id = run.id;
     assert.equal(run.state, 'completed', run.stateReason ?? '');
     assert.equal(run.retries, 0, 'no retry: the first training process ran the whole run');
     const metrics = await engine.dispatcher.call('runs.metrics', { id });
