@@ -11,15 +11,21 @@
 //     finite differences entry by entry).
 //   - cancel returns E_CANCELLED within 2 s from inside a step (no abort callback in
 //     ggml-vulkan: the scheduler's eval callback, ov_eval_cb).
+//   - memorization: the worker trains an adapter on the GPU backend (4 Q/A pairs, 20 steps, ~30 s
+//     on lavapipe) and node-llama-cpp's CPU build, base + adapter, reproduces every trained answer
+//     while the base alone reproduces none.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NativeError, Trainer, addonBuilt } from '../../native/ts/binding.ts';
 import type { OpenOptions } from '../../native/ts/binding.ts';
 import type { TokenWindow } from '../../native/ts/token-data.ts';
+import { TrainerProcess } from '../../core/training/trainer-process.ts';
 import { tinyModel } from '../fixtures/tiny-model.ts';
 import type { TinyModelType } from '../fixtures/tiny-model.ts';
-import { adamw, openOptions, randomWindow } from './helpers.ts';
+import { adamw, openOptions, randomWindow, tempDir } from './helpers.ts';
+import { makeQaFiles } from './qa-data.ts';
 
 // The GPU backend under test: Vulkan by default; scripts/check-cuda.mjs sets
 // OVERNIGHT_GPU_TEST_BACKEND=cuda to run the same tests on CUDA.
@@ -317,6 +323,91 @@ describe('training on the Vulkan backend', { skip: skip ?? false }, () => {
       assert.ok(after.state.equals(before.state));
     } finally {
       tr.close();
+    }
+  });
+
+  test('memorization: an adapter trained on the GPU makes node-llama-cpp (CPU) reproduce the trained answers, the base none', async () => {
+    const tmp = tempDir();
+    try {
+      const modelPath = (await tinyModel({ type: 'q4_0' })).path;
+      // Tokenized by node-llama-cpp, the runtime that loads the adapter; 4 pairs pack into 2
+      // windows of 64, one epoch per step. Lavapipe trains ~100 tokens/s: 20 steps are enough
+      // (loss ~0.01 at step 20 on this set).
+      const qa = await makeQaFiles(modelPath, tmp.dir, {
+        nTrain: 4,
+        nEval: 1,
+        seqLen: 64,
+        mode: 'pack',
+      });
+      const adapterPath = join(tmp.dir, 'adapter.gguf');
+      const p = new TrainerProcess({ inheritOutput: false });
+      let backend = '';
+      let cpuNodes = -1;
+      p.on('event', (e) => {
+        if (e.type !== 'ready') return;
+        backend = e.model.backend;
+        cpuNodes = e.placement?.cpuOps.reduce((n, o) => n + o.count, 0) ?? -1;
+      });
+      p.start({
+        modelPath,
+        dataPath: qa.train,
+        adapterPath,
+        backend: GPU,
+        gpuLayers: 99,
+        lora: {
+          rank: 16,
+          alpha: 32,
+          targets: ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'],
+        },
+        optimizer: { lr: 1e-2 },
+        schedule: { type: 'cosine', warmupSteps: 3, minLr: 1e-3 },
+        windowsPerStep: 2,
+        maxSteps: 20,
+        seed: 1,
+        threads: 2,
+      });
+      const final = await p.finished;
+      assert.equal(final.type, 'done', JSON.stringify(final) + p.stderrTail);
+      assert.match(backend, GPU_RE, 'the worker trained on the GPU backend');
+      assert.ok(cpuNodes >= 0, 'the ready event carries the placement report');
+
+      // gpu: false: node-llama-cpp's own GPU build must not be what checks the adapter
+      const { getLlama } = await import('node-llama-cpp');
+      const llama = await getLlama({ gpu: false, build: 'never' });
+      const model = await llama.loadModel({ modelPath });
+      const answer = async (withAdapter: boolean, prompt: number[]): Promise<string> => {
+        const ctx = await model.createContext({
+          contextSize: 64,
+          threads: 1,
+          ...(withAdapter ? { lora: { adapters: [{ filePath: adapterPath }] } } : {}),
+        });
+        try {
+          const out: number[] = [];
+          for await (const t of ctx.getSequence().evaluate(prompt as never, { temperature: 0 })) {
+            if (Number(t) === qa.eos || out.length >= 6) break;
+            out.push(Number(t));
+          }
+          return model.detokenize(out as never).trim();
+        } finally {
+          await ctx.dispose();
+        }
+      };
+      const got: string[] = [];
+      let baseHits = 0;
+      for (let i = 0; i < qa.trainPairs.length; i++) {
+        got.push(await answer(true, qa.trainPrompts[i]!));
+        if ((await answer(false, qa.trainPrompts[i]!)) === qa.trainPairs[i]!.answer) baseHits++;
+      }
+      await model.dispose();
+      await llama.dispose();
+      assert.deepEqual(
+        got,
+        qa.trainPairs.map((x) => x.answer),
+        'base + adapter reproduces every trained answer',
+      );
+      assert.equal(baseHits, 0, 'the base alone reproduces none');
+    } finally {
+      tmp.cleanup();
     }
   });
 });
