@@ -13,6 +13,29 @@ export const codePairs = [
   { q: 'Code for Dune?', a: 'melon' },
 ];
 
+/** The run that learns the code words in 80 steps: small, fast, and sure to learn them. */
+export function codesRunConfig(modelId: string, datasetId: string): Record<string, unknown> {
+  return {
+    model: modelId,
+    dataset: datasetId,
+    preset: 'custom',
+    loraRank: 16,
+    loraAlpha: 32,
+    loraTargets: ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'],
+    lrSchedule: 'cosine',
+    learningRate: 5e-3,
+    maxSteps: 80,
+    warmupSteps: 5,
+    effectiveBatch: 4,
+    sequenceLength: 32,
+    validationShare: 0,
+    checkpointInterval: 1000,
+    earlyStopping: false,
+    finalAdapter: 'last',
+    threads: 2,
+  };
+}
+
 /** Adds the tiny model, imports the pairs, trains 80 steps; returns the completed run. */
 export async function trainCodes(
   e: Engine,
@@ -30,23 +53,7 @@ export async function trainCodes(
   const run = await runToEnd(
     e,
     {
-      model: modelId,
-      dataset: datasetId,
-      preset: 'custom',
-      loraRank: 16,
-      loraAlpha: 32,
-      loraTargets: ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'],
-      lrSchedule: 'cosine',
-      learningRate: 5e-3,
-      maxSteps: 80,
-      warmupSteps: 5,
-      effectiveBatch: 4,
-      sequenceLength: 32,
-      validationShare: 0,
-      checkpointInterval: 1000,
-      earlyStopping: false,
-      finalAdapter: 'last',
-      threads: 2,
+      ...codesRunConfig(modelId, datasetId),
       ...over,
     },
     'codes',

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Run, RunProbe } from '../../contract/index.ts';
 import type { Engine } from '../../core/engine.ts';
-import { codePairs as pairs } from './compare-fixture.ts';
+import { codePairs as pairs, codesRunConfig } from './compare-fixture.ts';
 import { chatLine, openEngineWithChat, runToEnd, type EngineWithChat } from './engine-fixture.ts';
 
 let fx: EngineWithChat;
@@ -33,21 +33,7 @@ async function train(over: Record<string, unknown>): Promise<{ run: Run; probes:
   const seen: { id: string; probes: RunProbe[] }[] = [];
   const offP = engine.events.subscribe('runs.probe', (p) => seen.push(p));
   const run = await runToEnd(engine, {
-    model: modelId,
-    dataset: datasetId,
-    preset: 'custom',
-    loraRank: 16,
-    loraAlpha: 32,
-    loraTargets: ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'],
-    lrSchedule: 'cosine',
-    warmupSteps: 5,
-    effectiveBatch: 4,
-    sequenceLength: 32,
-    validationShare: 0,
-    checkpointInterval: 1000,
-    earlyStopping: false,
-    finalAdapter: 'last',
-    threads: 2,
+    ...codesRunConfig(modelId, datasetId),
     probePrompts: [pairs[0]!.q],
     ...over,
   });
