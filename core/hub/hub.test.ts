@@ -16,7 +16,7 @@ import { createInMemoryClient } from '../rpc/in-memory.ts';
 import { estimateBytes } from '../runs/estimate.ts';
 import { readModelDims } from '../runs/model-dims.ts';
 import { tinyModel } from '../../test/fixtures/tiny-model.ts';
-import { startHubServer, type FakeRepo, type HubServer } from '../../test/fixtures/hub-server.ts';
+import { startHubServer, type HostedRepo, type HubServer } from '../../test/fixtures/hub-server.ts';
 import { destinationFor, parseHubUri } from './names.ts';
 import { defaultFitConfig } from './verdict.ts';
 
@@ -38,7 +38,7 @@ describe('hub (local Hugging Face stand-in, real files)', () => {
   let moe: Buffer;
   const dirs: string[] = [];
   const engines: Engine[] = [];
-  let repos: FakeRepo[];
+  let repos: HostedRepo[];
 
   function newEngine(opts: { retries?: number; dataDir?: string; base?: string } = {}) {
     const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'overnight-hub-'));
@@ -103,7 +103,7 @@ describe('hub (local Hugging Face stand-in, real files)', () => {
             dropTimes: 2,
           },
           { path: 'corrupt-Q8_0.gguf', data: llama, corrupt: true },
-          { path: 'huge-Q8_0.gguf', fakeSize: 1e15 },
+          { path: 'huge-Q8_0.gguf', advertisedSize: 1e15 },
           { path: 'slow-Q8_0.gguf', data: llama, bytesPerSecond: 64 * 1024 },
         ],
       },
