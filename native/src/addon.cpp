@@ -12,6 +12,8 @@
 #include <functional>
 #include <memory>
 
+Napi::Value ov_merge_adapter_napi(const Napi::CallbackInfo & info);  // merge_addon.cpp
+
 namespace {
 
 Napi::Error make_error(Napi::Env env, const std::string & msg) {
@@ -493,6 +495,7 @@ Napi::Value PeakRss(const Napi::CallbackInfo & info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("Trainer", TrainerWrap::Init(env));
     exports.Set("benchMatmul", Napi::Function::New(env, BenchMatmul));
+    exports.Set("mergeAdapter", Napi::Function::New(env, ov_merge_adapter_napi));
     exports.Set("peakRss", Napi::Function::New(env, PeakRss));
     return exports;
 }

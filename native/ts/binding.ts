@@ -150,6 +150,10 @@ interface RawAddon {
   Trainer: new () => RawTrainer;
   benchMatmul(n: number, threads: number, reps: number): Promise<number>;
   peakRss(): number;
+  mergeAdapter(
+    o: MergeOptions,
+    onProgress: (p: MergeProgress) => void,
+  ): { promise: Promise<MergeResult>; cancel: () => void };
 }
 
 /**
@@ -382,4 +386,111 @@ export function benchMatmul(n = 1024, threads = 0, reps = 5): Promise<number> {
 /** Peak resident set size of this process (bytes). */
 export function peakRss(): number {
   return loadAddon().peakRss();
+}
+
+// ---- merging an adapter into its base (native/src/merge.cpp; docs/native.md "Merging") ----
+
+/** Output types of a merge: F16 is written by the merge itself, the others by llama_model_quantize. */
+export const MERGE_TYPES = ['F16', 'Q8_0', 'Q6_K', 'Q5_K_M', 'Q4_K_M'] as const;
+export type MergeType = (typeof MERGE_TYPES)[number];
+
+/** Every field is required: the binding and the addon hold no defaults. */
+export interface MergeOptions {
+  /** The base model GGUF the adapter was trained on. */
+  basePath: string;
+  /** A GGUF LoRA adapter ("<tensor>.lora_a" / ".lora_b", adapter.lora.alpha). */
+  adapterPath: string;
+  /** The final file; written as `<outPath>.partial` (and `<outPath>.f16.partial`), then renamed. */
+  outPath: string;
+  /** Adapter strength: the delta is scale * (alpha / rank) * B·A (1 = as trained). */
+  scale: number;
+  type: MergeType;
+  /** 0 = every core. */
+  threads: number;
+  /** Refuse with E_DISK_FULL before writing when the output folder lacks the space needed. */
+  checkSpace: boolean;
+  /** Replace an existing outPath (else E_EXISTS). */
+  overwrite: boolean;
+}
+export interface MergeProgress {
+  /** 'merge': tensors written to the F16 file; 'quantize': tensors through llama_model_quantize. */
+  phase: 'merge' | 'quantize';
+  done: number;
+  total: number;
+}
+export interface MergeResult {
+  outPath: string;
+  type: MergeType;
+  nTensors: number;
+  /** Tensors that received the adapter's delta (stored F16, then quantized for other types). */
+  nMerged: number;
+  /** Tensors copied byte for byte from the base. */
+  nCopied: number;
+  rank: number;
+  alpha: number;
+  /** Size of the final file. */
+  bytes: number;
+  /** The disk-space pre-check's estimate of the peak use (intermediate + final, with margin). */
+  neededBytes: number;
+  ms: number;
+}
+export interface MergeJob {
+  promise: Promise<MergeResult>;
+  /** Safe at any time: the merge rejects with E_CANCELLED within one tensor, removing its partials. */
+  cancel(): void;
+}
+
+function mergeOptionError(field: string, expected: string, got: unknown): NativeError {
+  return new NativeError(
+    'E_INPUT',
+    `mergeAdapter: ${field} must be ${expected} (got ${JSON.stringify(got) ?? String(got)})`,
+  );
+}
+
+/**
+ * Merges the adapter into the base and writes outPath at the given type. onProgress runs on
+ * this thread, and the merge waits for it to return (cancel() from inside it stops the merge
+ * before the next tensor). Loads the CPU addon: call it in a child process, never beside
+ * node-llama-cpp (core/export runs it in its own worker).
+ */
+export function mergeAdapter(o: MergeOptions, onProgress: (p: MergeProgress) => void): MergeJob {
+  if (typeof o !== 'object' || o === null) throw mergeOptionError('options', 'an object', o);
+  for (const k of ['basePath', 'adapterPath', 'outPath'] as const) {
+    if (typeof o[k] !== 'string' || o[k] === '')
+      throw mergeOptionError(k, 'a non-empty path', o[k]);
+  }
+  for (const k of ['basePath', 'adapterPath'] as const) {
+    if (!existsSync(o[k]))
+      throw new NativeError('E_INPUT', `mergeAdapter: ${k} ${o[k]} does not exist`);
+  }
+  if (!(MERGE_TYPES as readonly string[]).includes(o.type)) {
+    throw mergeOptionError('type', `one of ${MERGE_TYPES.join(', ')}`, o.type);
+  }
+  if (typeof o.scale !== 'number' || !Number.isFinite(o.scale)) {
+    throw mergeOptionError('scale', 'a finite number', o.scale);
+  }
+  if (!Number.isInteger(o.threads) || o.threads < 0) {
+    throw mergeOptionError('threads', 'an integer >= 0 (0 = every core)', o.threads);
+  }
+  for (const k of ['checkSpace', 'overwrite'] as const) {
+    if (typeof o[k] !== 'boolean') throw mergeOptionError(k, 'a boolean', o[k]);
+  }
+  if (typeof onProgress !== 'function')
+    throw mergeOptionError('onProgress', 'a function', onProgress);
+  const raw = sync(() =>
+    loadAddon('cpu').mergeAdapter(
+      {
+        basePath: o.basePath,
+        adapterPath: o.adapterPath,
+        outPath: o.outPath,
+        scale: o.scale,
+        type: o.type,
+        threads: o.threads,
+        checkSpace: o.checkSpace,
+        overwrite: o.overwrite,
+      },
+      onProgress,
+    ),
+  );
+  return { promise: call(() => raw.promise), cancel: () => raw.cancel() };
 }
