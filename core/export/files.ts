@@ -18,6 +18,7 @@ import {
   lstatSync,
   mkdirSync,
   openSync,
+  readdirSync,
   renameSync,
   rmSync,
   unlinkSync,
@@ -83,10 +84,7 @@ export function inside(dir: string, name: string): string {
 const CONTROL = /[\x00-\x1f\x7f]/g;
 
 function printable(s: string): string {
-  return s.replace(
-    CONTROL,
-    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
-  );
+  return s.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** The output folder: absolute, created when missing, a folder. */
@@ -118,9 +116,47 @@ export function refuseExisting(path: string, overwrite: boolean): void {
     );
 }
 
+/** `.<name>.partial-<pid>-<random>` beside the final path (the pid lets a later export sweep it). */
 export function tempName(finalPath: string): string {
   const dir = resolve(finalPath, '..');
-  return join(dir, `.${basename(finalPath)}.partial-${randomBytes(4).toString('hex')}`);
+  return join(
+    dir,
+    `.${basename(finalPath)}.partial-${process.pid}-${randomBytes(4).toString('hex')}`,
+  );
+}
+
+/**
+ * Removes what a killed export of the same final name left (its temporary file or folder, named
+ * with the pid of a process that no longer runs). A live process's temporaries are left alone.
+ */
+export function sweepStale(finalPath: string): string[] {
+  const dir = resolve(finalPath, '..');
+  const prefix = `.${basename(finalPath)}.`;
+  const removed: string[] = [];
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix)) continue;
+    const m = /^(?:partial|old)-(\d+)-[0-9a-f]+$/.exec(n.slice(prefix.length));
+    if (!m || alive(Number(m[1]))) continue;
+    rmSync(join(dir, n), { recursive: true, force: true });
+    removed.push(join(dir, n));
+  }
+  return removed;
+}
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /**
@@ -150,6 +186,7 @@ export class AtomicFile {
     readonly finalPath: string,
     private readonly signal?: AbortSignal,
   ) {
+    sweepStale(finalPath);
     this.tmp = tempName(finalPath);
     this.fd = openSync(this.tmp, 'wx', 0o644);
   }
@@ -242,6 +279,7 @@ export class AtomicFolder {
   private done = false;
 
   constructor(readonly finalPath: string) {
+    sweepStale(finalPath);
     this.tmp = tempName(finalPath);
     mkdirSync(this.tmp);
   }

@@ -94,6 +94,7 @@ export class ExportService {
               model.name.replace(/\.gguf$/i, ''),
               checkpoint === null ? '' : `step${checkpoint}`,
             );
+      if (checkpoint !== null) this.requireKept(run, checkpoint);
       const outDir = prepareOutDir(req.outDir);
       const target = mod.target(outDir, name);
       refuseExisting(target, req.overwrite);
@@ -171,13 +172,17 @@ export class ExportService {
         );
       return run.adapterPath;
     }
+    this.requireKept(run, checkpoint);
+    return this.d.exportCheckpoint(run.id, checkpoint);
+  }
+
+  private requireKept(run: Run, checkpoint: number): void {
     const kept = this.d.runs.checkpoints(run.id).map((c) => c.step);
     if (!kept.includes(checkpoint))
       throw new OvernightError(
         'NOT_FOUND',
         `run "${run.name}" has no kept checkpoint at step ${checkpoint} (kept: ${kept.join(', ') || 'none'})`,
       );
-    return this.d.exportCheckpoint(run.id, checkpoint);
   }
 
   async close(): Promise<void> {

@@ -82,8 +82,10 @@ export class ProbeSet {
     }
   }
 
+  /** The answer's text, cut to 80 characters (the check's detail shows it). */
   async text(tokens: number[]): Promise<string> {
-    return (await this.loadModel()).detokenize(tokens as Token[]);
+    const s = (await this.loadModel()).detokenize(tokens as Token[]);
+    return s.length > 80 ? `${s.slice(0, 80)}…` : s;
   }
 
   /** The check: the exported adapter answers every probe exactly as the run's own adapter. */
