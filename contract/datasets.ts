@@ -209,8 +209,11 @@ export const tokenStatsSchema = z.object({
   seqLen: z.number().int(),
   truncated: z.number().int(),
   dropped: z.number().int(),
+  /** Windows of seqLen the packed dataset makes (core/datasets/pack.ts). */
   windows: z.number().int(),
   trainedTokensAtSeqLen: z.number().int(),
+  /** Tokens in those windows / (windows x seqLen): how little of the trained compute is padding. */
+  fillRatio: z.number().min(0).max(1),
   /** Loud, human warnings: zero trained tokens, no chat template, render errors. */
   warnings: z.array(z.string()),
 });

@@ -9,6 +9,7 @@ import type { z } from 'zod';
 import { compareEvents, compareMethods } from './compare.ts';
 import { datasetsEvents, datasetsMethods } from './datasets.ts';
 import { evalEvents, evalMethods } from './eval.ts';
+import { exportEvents, exportMethods } from './export.ts';
 import { hubEvents, hubMethods } from './hub.ts';
 import { modelsEvents, modelsMethods } from './models.ts';
 import { runsEvents, runsMethods } from './runs.ts';
@@ -17,6 +18,7 @@ import { systemMethods } from './system.ts';
 export * from './errors.ts';
 export * from './compare.ts';
 export * from './eval.ts';
+export * from './export.ts';
 export * from './define.ts';
 export * from './format.ts';
 export * from './datasets.ts';
@@ -34,6 +36,7 @@ export const methods = {
   ...hubMethods,
   ...compareMethods,
   ...evalMethods,
+  ...exportMethods,
 } as const;
 
 export const events = {
@@ -43,6 +46,7 @@ export const events = {
   ...hubEvents,
   ...compareEvents,
   ...evalEvents,
+  ...exportEvents,
 } as const;
 
 export type Methods = typeof methods;

@@ -359,6 +359,11 @@ export const runEstimateSchema = z.object({
   memory: memoryEstimateSchema,
   /** Windows in the training split, optimizer steps per epoch, and the steps the run will take. */
   trainWindows: z.number().int().nonnegative(),
+  /**
+   * Tokens in the packed windows / (windows x sequence length) (core/datasets/pack.ts): the rest
+   * is padding. Absent in estimates stored before packing filled windows.
+   */
+  fillRatio: z.number().min(0).max(1).optional(),
   stepsPerEpoch: z.number().int().nonnegative(),
   totalSteps: z.number().int().nonnegative(),
   /** Null unless a calibration was asked for. */

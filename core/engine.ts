@@ -13,6 +13,7 @@ import { ConversationStore } from './compare/store.ts';
 import { DatasetLibrary, datasetsHandlers } from './datasets/library.ts';
 import { EvalService, evalHandlers } from './eval/service.ts';
 import { EvalStore } from './eval/store.ts';
+import { ExportService, exportHandlers } from './export/service.ts';
 import { HubService, hubHandlers } from './hub/service.ts';
 import { fileSecretStore, type SecretStore } from './hub/token.ts';
 import { ModelLibrary, modelsHandlers } from './models/library.ts';
@@ -53,6 +54,8 @@ export interface Engine {
   compare: CompareService;
   /** Batch evaluation, blind A/B votes, perplexity (uses compare's chat model). */
   evals: EvalService;
+  /** Exports of a run's adapter (GGUF adapter, Ollama package, PEFT), verified. */
+  exports: ExportService;
   close(): Promise<void>;
 }
 
@@ -121,6 +124,21 @@ export function createEngine(options: EngineOptions): Engine {
     validationRecords: (id, share, seed) => datasets.validationRecords(id, share, seed),
   });
 
+  const runPort = datasets.runPort();
+  const exports = new ExportService({
+    events,
+    runs: { get: (id) => runStore.get(id), checkpoints: (id) => runStore.checkpoints(id) },
+    models,
+    // Through the contract method, like compare: the runs domain decides how it is written.
+    exportCheckpoint: async (id, step) =>
+      (await dispatcher.call('runs.exportCheckpoint', { id, step })).path,
+    probePrompts: async (run, model, prompts) => {
+      if (!runPort.probePrompts) throw new Error('the datasets domain cannot render probe prompts');
+      return runPort.probePrompts({ datasetId: run.datasetId, model, prompts });
+    },
+    llama: getSharedLlama,
+  });
+
   const handlers: Handlers = {
     ...modelsHandlers(models),
     ...datasetsHandlers(datasets),
@@ -129,6 +147,7 @@ export function createEngine(options: EngineOptions): Engine {
     ...hubHandlers(hub),
     ...compareHandlers(compare),
     ...evalHandlers(evals),
+    ...exportHandlers(exports),
   };
 
   const dispatcher = createDispatcher(handlers, {
@@ -151,9 +170,11 @@ export function createEngine(options: EngineOptions): Engine {
     hub,
     compare,
     evals,
+    exports,
     async close() {
       if (closed) return;
       closed = true;
+      await exports.close();
       await evals.close();
       await compare.close();
       await hub.close();

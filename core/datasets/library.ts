@@ -450,6 +450,7 @@ export class DatasetLibrary {
           trainWindows: Math.max(0, Math.round(s.windows * trainShare)),
           validationWindows: Math.round(s.windows * valShare),
           trainedTokens: Math.round(s.trainedTokensAtSeqLen * trainShare),
+          fillRatio: s.fillRatio,
         };
       },
       prepare: async (input: DatasetPlanInput & { folder: string }): Promise<PreparedInput> => {
@@ -459,8 +460,9 @@ export class DatasetLibrary {
           input.validationShare > 0 ? join(input.folder, 'validation.tokens') : null;
         // Written once: a resumed run with the same inputs reuses the files (the key names
         // everything that shapes them); a changed sequence length writes them again.
+        // v2: windows packed by core/datasets/pack.ts (full text windows, best-fit chat).
         const key = JSON.stringify({
-          v: 1,
+          v: 2,
           dataset: d.hash,
           model: input.model.fingerprint,
           seqLen: input.sequenceLength,
@@ -503,6 +505,7 @@ export class DatasetLibrary {
           trainWindows: r.trainWindows,
           validationWindows: r.validationWindows,
           trainedTokens: r.trainedTokens,
+          fillRatio: r.fillRatio,
           trainFile,
           validationFile: r.validationWindows > 0 ? validationFile : null,
         };

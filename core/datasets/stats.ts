@@ -1,16 +1,15 @@
 /**
  * Token statistics of a stored dataset under one model: records, total and trained tokens, a
- * token-length histogram, and what a sequence length would do (truncate / drop / window);
- * the seeded train/validation split; and the trainer's input file (windows of tokens + labels,
- * the native trainer's format, `native/ts/token-data.ts`).
+ * token-length histogram, and what a sequence length would do (truncate / drop / windows and
+ * how full they are); the seeded train/validation split; and the trainer's input file (windows
+ * of tokens + labels, the native trainer's format, `native/ts/token-data.ts`).
  *
- * Sequence length rules (one place, used by stats and by the trainer input alike):
- * - a chat record longer than seqLen is truncated to its first seqLen tokens; if nothing
- *   trained is left in those, it is dropped;
- * - a text record is cut into consecutive windows of seqLen tokens (nothing is lost);
- * - a record with no trained tokens at all is dropped (and reported: it would train nothing).
+ * Windows come from one packer (pack.ts, which states the sequence-length rules) for the stats
+ * and the trainer input alike: text records are streamed into full windows, chat records are
+ * packed whole (truncated past seqLen), a record with no trained tokens is dropped.
  */
 import { TokenDataWriter } from '../../native/ts/token-data.ts';
+import { countingSink, WindowPacker } from './pack.ts';
 import { readStoredRecords } from './records.ts';
 import { RecordEncoder, TemplateError, type EncodedRecord } from './tokenize.ts';
 import type { NormalizedRecord } from './types.ts';
@@ -41,10 +40,12 @@ export interface TokenStats {
   truncated: number;
   /** Records left out at seqLen: nothing trained within the first seqLen tokens. */
   dropped: number;
-  /** Windows of seqLen the dataset makes (text records can make several). */
+  /** Windows of seqLen the packed dataset makes (pack.ts), training and validation together. */
   windows: number;
-  /** Trained tokens that survive truncation at seqLen. */
+  /** Trained (labelled) positions in those windows: what survives truncation at seqLen. */
   trainedTokensAtSeqLen: number;
+  /** Tokens in the windows / (windows x seqLen): the share of the windows that is not padding. */
+  fillRatio: number;
 }
 
 /** Bucket width 1, 2 or 5 × 10^k so that the histogram has at most `maxBuckets` buckets. */
@@ -69,29 +70,6 @@ export function histogram(lengths: ArrayLike<number>, maxBuckets = 24): Histogra
   const counts = new Array<number>(n).fill(0);
   for (let i = 0; i < lengths.length; i++) counts[Math.floor(lengths[i]! / width) - first]!++;
   return { edges: Array.from({ length: n + 1 }, (_, i) => (first + i) * width), counts };
-}
-
-/** What one encoded record becomes at seqLen: its windows (token + mask slices). */
-export function windowsOf(
-  rec: NormalizedRecord,
-  enc: EncodedRecord,
-  seqLen: number,
-): { tokens: number[]; mask: Uint8Array }[] {
-  if ('text' in rec) {
-    const out: { tokens: number[]; mask: Uint8Array }[] = [];
-    for (let s = 0; s < enc.tokens.length; s += seqLen) {
-      const tokens = enc.tokens.slice(s, s + seqLen);
-      if (tokens.length < 2) break; // a 1-token tail predicts nothing
-      out.push({ tokens, mask: enc.mask.slice(s, s + seqLen) });
-    }
-    return out;
-  }
-  const tokens = enc.tokens.slice(0, seqLen);
-  const mask = enc.mask.slice(0, seqLen);
-  // Position 0 is never a target (nothing precedes it), so it does not count as trained.
-  let trained = 0;
-  for (let i = 1; i < mask.length; i++) trained += mask[i]!;
-  return trained > 0 ? [{ tokens, mask }] : [];
 }
 
 /** Tokenizing is synchronous native work: give the event loop a turn every ~20 ms so the
@@ -135,7 +113,9 @@ export async function tokenStats(
     dropped: 0,
     windows: 0,
     trainedTokensAtSeqLen: 0,
+    fillRatio: 0,
   };
+  const packer = new WindowPacker(countingSink, opts.seqLen);
   let index = 0;
   const breathe = yielder();
   for await (const rec of records) {
@@ -164,14 +144,15 @@ export async function tokenStats(
       s.zeroTrained++;
       if (s.zeroTrainedSample.length < 20) s.zeroTrainedSample.push(i);
     }
-    const wins = windowsOf(rec, enc, opts.seqLen);
-    if (wins.length === 0) s.dropped++;
+    const kept = addRecord(packer, rec, enc);
+    if (!kept) s.dropped++;
     else if (!('text' in rec) && n > opts.seqLen) s.truncated++;
-    s.windows += wins.length;
-    for (const w of wins)
-      for (let k = 1; k < w.mask.length; k++) s.trainedTokensAtSeqLen += w.mask[k]!;
     if (i % 256 === 0 && i > 0) opts.onProgress?.(i);
   }
+  packer.close();
+  s.windows = packer.totals.windows;
+  s.trainedTokensAtSeqLen = packer.totals.trained;
+  s.fillRatio = packer.fillRatio;
   s.meanTokens = lengths.length ? s.totalTokens / lengths.length : 0;
   s.histogram = histogram(lengths);
   opts.onProgress?.(index);
@@ -213,8 +194,6 @@ export interface TrainerInputOptions {
   seqLen: number;
   validationShare: number;
   seed: number;
-  /** Pack several short records into one window (separate segments), or one per window. */
-  pack?: boolean;
   padToken?: number;
   signal?: AbortSignal;
 }
@@ -228,57 +207,15 @@ export interface TrainerInputResult {
   records: number;
   validationRecords: number;
   dropped: number;
+  /** Fill ratio of the training windows (pack.ts). */
+  fillRatio: number;
 }
 
-/** Streams windows into a TokenDataWriter; labels are shifted (label[t] = token[t+1] if trained). */
-class WindowPacker {
-  private tokens: Int32Array;
-  private labels: Int32Array;
-  private segments: Int32Array;
-  private used = 0;
-  private seg = 0;
-  trained = 0;
-  constructor(
-    private readonly w: TokenDataWriter,
-    private readonly seqLen: number,
-    private readonly pack: boolean,
-    private readonly pad: number,
-  ) {
-    this.tokens = new Int32Array(seqLen);
-    this.labels = new Int32Array(seqLen);
-    this.segments = new Int32Array(seqLen);
-    this.reset();
-  }
-  private reset() {
-    this.tokens.fill(this.pad);
-    this.labels.fill(-1);
-    this.segments.fill(-1);
-    this.used = 0;
-    this.seg = 0;
-  }
-  private flush() {
-    if (this.used === 0) return;
-    this.w.append({ tokens: this.tokens, labels: this.labels, segments: this.segments });
-    this.reset();
-  }
-  add(tokens: readonly number[], mask: Uint8Array) {
-    const n = tokens.length;
-    if (!this.pack || this.used + n > this.seqLen) this.flush();
-    for (let t = 0; t < n; t++) {
-      this.tokens[this.used + t] = tokens[t]!;
-      this.segments[this.used + t] = this.seg;
-      const trained = t + 1 < n && mask[t + 1] === 1;
-      this.labels[this.used + t] = trained ? tokens[t + 1]! : -1;
-      if (trained) this.trained++;
-    }
-    this.used += n;
-    this.seg++;
-    if (!this.pack) this.flush();
-  }
-  close() {
-    this.flush();
-    this.w.close();
-  }
+/** A record into the packer by its kind (pack.ts); false when it is dropped. */
+function addRecord(packer: WindowPacker, rec: NormalizedRecord, enc: EncodedRecord): boolean {
+  return 'text' in rec
+    ? packer.addText(enc.tokens, enc.mask)
+    : packer.addChat(enc.tokens, enc.mask);
 }
 
 /**
@@ -295,14 +232,13 @@ export async function writeTrainerInput(
   let n = 0;
   for await (const _ of readStoredRecords(storedPath, opts.signal)) n++;
   const isVal = splitRecords(n, validationPath ? opts.validationShare : 0, opts.seed);
-  const pack = opts.pack ?? true;
   const trainW = new TokenDataWriter(trainPath, opts.seqLen, true);
   const valW =
     validationPath && isVal.some((v) => v === 1)
       ? new TokenDataWriter(validationPath, opts.seqLen, true)
       : null;
-  const train = new WindowPacker(trainW, opts.seqLen, pack, opts.padToken ?? 0);
-  const val = valW ? new WindowPacker(valW, opts.seqLen, pack, opts.padToken ?? 0) : null;
+  const train = new WindowPacker(trainW, opts.seqLen, opts.padToken ?? 0);
+  const val = valW ? new WindowPacker(valW, opts.seqLen, opts.padToken ?? 0) : null;
   const res: TrainerInputResult = {
     trainWindows: 0,
     validationWindows: 0,
@@ -311,6 +247,7 @@ export async function writeTrainerInput(
     records: n,
     validationRecords: 0,
     dropped: 0,
+    fillRatio: 0,
   };
   try {
     let i = 0;
@@ -327,12 +264,12 @@ export async function writeTrainerInput(
         res.dropped++;
         continue;
       }
-      const wins = windowsOf(rec, enc, opts.seqLen);
-      if (wins.length === 0) res.dropped++;
-      for (const w of wins) (toVal ? val! : train).add(w.tokens, w.mask);
+      if (!addRecord(toVal ? val! : train, rec, enc)) res.dropped++;
     }
     train.close();
     val?.close();
+    trainW.close();
+    valW?.close();
   } catch (e) {
     trainW.abort();
     valW?.abort();
@@ -340,7 +277,8 @@ export async function writeTrainerInput(
   }
   res.trainWindows = trainW.count;
   res.validationWindows = valW?.count ?? 0;
-  res.trainedTokens = train.trained;
-  res.validationTrainedTokens = val?.trained ?? 0;
+  res.trainedTokens = train.totals.trained;
+  res.validationTrainedTokens = val?.totals.trained ?? 0;
+  res.fillRatio = train.fillRatio;
   return res;
 }

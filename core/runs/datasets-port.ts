@@ -25,6 +25,8 @@ export interface DatasetPlan {
   validationWindows: number;
   /** Tokens whose labels are trained (assistant tokens by default), training split only. */
   trainedTokens: number;
+  /** Tokens in the packed windows / (windows x sequence length) (core/datasets/pack.ts). */
+  fillRatio: number;
 }
 
 export interface PreparedInput extends DatasetPlan {

@@ -52,6 +52,11 @@ test('a rebased checkpoint keeps the state and step, records the new length and 
     assert.ok(!existsSync(other), 'nothing written when the length matches');
     assert.equal(checkpointAtSeqLen(src, other, { seqLen: 32, ...windows }), other);
     assert.equal(checkpointSeqLen(other), 32);
+    // Same length, input written again with fewer windows (packed): the cursor follows.
+    const repacked = join(dir, 'sub', 'd.ovck');
+    const same = { seqLen: 128, oldWindows: 40, newWindows: 20 };
+    assert.equal(checkpointAtSeqLen(src, repacked, same), repacked);
+    assert.deepEqual(readCheckpoint(repacked).meta.cursor, { epoch: 1, index: 15 });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -40,16 +40,17 @@ export function rebaseCheckpoint(
 }
 
 /**
- * The checkpoint to resume from at `to.seqLen`: `src` itself when it was made with that length,
- * else a rebased copy written to `dest` (the supervisor after an out-of-memory fallback, an
- * export of a checkpoint from before one).
+ * The checkpoint to resume from at `to.seqLen`: `src` itself when it was made with that length
+ * and the data has as many windows as before, else a rebased copy written to `dest` (the
+ * supervisor after an out-of-memory fallback or after the trainer input was written again with
+ * another window count, e.g. by a newer packer; an export of a checkpoint from before one).
  */
 export function checkpointAtSeqLen(
   src: string,
   dest: string,
   to: { seqLen: number; oldWindows: number; newWindows: number },
 ): string {
-  if (checkpointSeqLen(src) === to.seqLen) return src;
+  if (checkpointSeqLen(src) === to.seqLen && to.oldWindows === to.newWindows) return src;
   mkdirSync(dirname(dest), { recursive: true });
   rebaseCheckpoint(src, dest, to);
   return dest;

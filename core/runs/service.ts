@@ -107,7 +107,14 @@ export class RunsService {
     const memory = memoryEstimate(v.config, dims, device);
     const { stepsPerEpoch, totalSteps } = plannedSteps(v.config, v.trainWindows);
     const time = calibrate ? await this.calibrate(v, totalSteps) : null;
-    return { memory, trainWindows: v.trainWindows, stepsPerEpoch, totalSteps, time };
+    return {
+      memory,
+      trainWindows: v.trainWindows,
+      fillRatio: v.fillRatio,
+      stepsPerEpoch,
+      totalSteps,
+      time,
+    };
   }
 
   /** A few real optimizer steps in a scratch folder, with the run's own model, data and config. */

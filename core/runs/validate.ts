@@ -30,6 +30,8 @@ export interface ValidatedConfig {
   trainWindows: number;
   validationWindows: number;
   trainedTokens: number;
+  /** How full the packed windows are (core/datasets/pack.ts). */
+  fillRatio: number;
 }
 
 const looksLikePath = (s: string) => s.includes('/') || s.includes('\\') || /\.[a-z0-9]+$/i.test(s);
@@ -146,6 +148,7 @@ export async function validateRun(
         trainWindows: plan.trainWindows,
         validationWindows: plan.validationWindows,
         trainedTokens: plan.trainedTokens,
+        fillRatio: plan.fillRatio,
       },
     };
   } catch (err) {

@@ -12,9 +12,13 @@
 // or `--backend <name>`) cpu (default) | cuda | vulkan | metal -> GGML_CUDA / GGML_VULKAN /
 // GGML_METAL, each in its own build folder (native/build for cpu, native/build-<name> otherwise).
 // Other knobs: OVERNIGHT_NATIVE_JOBS (parallel jobs, default = cores), OVERNIGHT_SKIP_NATIVE=1
-// (skip entirely), OVERNIGHT_GGML_NATIVE=0 (portable build without -march=native).
+// (skip entirely), OVERNIGHT_GGML_NATIVE=0 (portable build without -march=native),
+// OVERNIGHT_CUDA_ARCHS (cuda only: CMAKE_CUDA_ARCHITECTURES, e.g. 89 or "86;89"; unset = ggml's
+// default, which is "native" = the GPUs present at build time, so a machine without an NVIDIA
+// GPU must set it).
 // Incremental: a stamp hashes patches + addon sources + options; a match skips the build.
-// `--force` reconfigures and rebuilds.
+// `--force` reconfigures and rebuilds. `--dry-run` prints the backend, build folder and CMake
+// configure arguments as JSON and exits (nothing is extracted, configured or built).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
@@ -28,6 +32,7 @@ const rootDir = join(nativeDir, '..');
 const srcDir = join(nativeDir, 'llama.cpp');
 const patchesDir = join(nativeDir, 'patches');
 const force = process.argv.includes('--force');
+const dryRun = process.argv.includes('--dry-run');
 const backendArg = process.argv.indexOf('--backend');
 const require = createRequire(join(rootDir, 'package.json'));
 
@@ -64,9 +69,20 @@ const backendFlags = {
 }[gpu];
 if (!backendFlags) fail(`OVERNIGHT_GPU=${gpu}: expected one of cpu, cuda, vulkan, metal`);
 if (gpu !== 'metal' && process.platform === 'darwin') backendFlags.push('-DGGML_METAL=OFF');
+const cudaArchs =
+  gpu === 'cuda' ? process.env.OVERNIGHT_CUDA_ARCHS?.trim() || undefined : undefined;
+if (cudaArchs !== undefined && !/^[0-9a-z;,-]+$/.test(cudaArchs))
+  fail(`OVERNIGHT_CUDA_ARCHS=${cudaArchs}: expected CUDA architectures such as 89 or "86;89-real"`);
+// unset: drop a value cached by an earlier configure, so ggml's default applies again
+if (gpu === 'cuda')
+  backendFlags.push(
+    cudaArchs === undefined
+      ? '-UCMAKE_CUDA_ARCHITECTURES'
+      : `-DCMAKE_CUDA_ARCHITECTURES=${cudaArchs.replaceAll(',', ';')}`,
+  );
 // OVERNIGHT_GPU / npm config (not --backend) selects a GPU addon *in addition to* the CPU one:
 // the tests and the default engine path load the CPU addon, so it is built first.
-if (gpu !== 'cpu' && backendArg < 0) {
+if (gpu !== 'cpu' && backendArg < 0 && !dryRun) {
   const self = fileURLToPath(import.meta.url);
   const args = [self, '--backend', 'cpu', ...(force ? ['--force'] : [])];
   const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
@@ -84,6 +100,25 @@ const nodeApiHeaders = require('node-api-headers').include_dir;
 // the package's own include_dir is relative to the *current directory*; resolve it ourselves
 const addonApiDir = dirname(require.resolve('node-addon-api/package.json'));
 
+const configureArgs = [
+  '-S',
+  nativeDir,
+  '-B',
+  buildDir,
+  '-DCMAKE_BUILD_TYPE=Release',
+  `-DLLAMA_CPP_DIR=${srcDir}`,
+  `-DNODE_API_HEADERS_DIR=${nodeApiHeaders}`,
+  `-DNODE_ADDON_API_DIR=${addonApiDir}`,
+  `-DGGML_NATIVE=${ggmlNative ? 'ON' : 'OFF'}`,
+  '-DGGML_CUDA=OFF',
+  '-DGGML_VULKAN=OFF',
+  ...backendFlags,
+];
+if (dryRun) {
+  console.log(JSON.stringify({ backend: gpu, buildDir, configureArgs }));
+  process.exit(0);
+}
+
 const patches = existsSync(patchesDir)
   ? readdirSync(patchesDir)
       .filter((f) => f.endsWith('.patch'))
@@ -92,7 +127,7 @@ const patches = existsSync(patchesDir)
 
 function hashInputs() {
   const h = createHash('sha256');
-  h.update(JSON.stringify({ gpu, ggmlNative, v: 1 }));
+  h.update(JSON.stringify({ gpu, ggmlNative, cudaArchs, v: 1 })); // cudaArchs unset: key omitted
   const files = [join(nativeDir, 'CMakeLists.txt'), join(nativeDir, 'scripts', 'build.mjs')];
   for (const p of patches) files.push(join(patchesDir, p));
   for (const f of readdirSync(join(nativeDir, 'src')).sort()) files.push(join(nativeDir, 'src', f));
@@ -152,21 +187,10 @@ if (!existsSync(patchStamp) || readFileSync(patchStamp, 'utf8') !== wantPatch) {
 mkdirSync(buildDir, { recursive: true });
 const cacheExists = existsSync(join(buildDir, 'CMakeCache.txt'));
 if (force || !cacheExists || !existsSync(stampFile) || readFileSync(stampFile, 'utf8') !== stamp) {
-  log(`configuring (backend: ${gpu}, GGML_NATIVE=${ggmlNative ? 'ON' : 'OFF'})`);
-  run('cmake', [
-    '-S',
-    nativeDir,
-    '-B',
-    buildDir,
-    '-DCMAKE_BUILD_TYPE=Release',
-    `-DLLAMA_CPP_DIR=${srcDir}`,
-    `-DNODE_API_HEADERS_DIR=${nodeApiHeaders}`,
-    `-DNODE_ADDON_API_DIR=${addonApiDir}`,
-    `-DGGML_NATIVE=${ggmlNative ? 'ON' : 'OFF'}`,
-    '-DGGML_CUDA=OFF',
-    '-DGGML_VULKAN=OFF',
-    ...backendFlags,
-  ]);
+  log(
+    `configuring (backend: ${gpu}, GGML_NATIVE=${ggmlNative ? 'ON' : 'OFF'}${gpu === 'cuda' ? `, CUDA architectures: ${cudaArchs ?? "ggml's default"}` : ''})`,
+  );
+  run('cmake', configureArgs);
 }
 log(`building with ${jobs} jobs (a full CPU build takes several minutes on 2 cores)`);
 run('cmake', [

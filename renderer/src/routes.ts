@@ -7,6 +7,7 @@ import type { IconName } from './components/icons.ts';
 import ComparePage from './pages/ComparePage.svelte';
 import DatasetsPage from './pages/DatasetsPage.svelte';
 import EvaluatePage from './pages/EvaluatePage.svelte';
+import ExportPage from './pages/ExportPage.svelte';
 import HubPage from './pages/HubPage.svelte';
 import ModelsPage from './pages/ModelsPage.svelte';
 import RunsPage from './pages/RunsPage.svelte';
@@ -31,6 +32,7 @@ export const routes: Route[] = [
   { id: 'runs', label: 'Runs', icon: 'chart', component: RunsPage },
   { id: 'compare', label: 'Compare', icon: 'chat', component: ComparePage },
   { id: 'evaluate', label: 'Evaluate', icon: 'check', component: EvaluatePage },
+  { id: 'export', label: 'Export', icon: 'folder', component: ExportPage },
   { id: 'system', label: 'System', icon: 'chip', component: SystemPage },
 ];
 

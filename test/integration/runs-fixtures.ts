@@ -75,6 +75,7 @@ export class TokenFileDatasets implements RunDatasets {
       trainWindows: s.train,
       validationWindows,
       trainedTokens: s.train * input.sequenceLength,
+      fillRatio: 1,
     };
   }
 

@@ -314,7 +314,9 @@ describe('stats, split and trainer input', () => {
     assert.ok(s.windows >= 1 + 1 + 3, `text is windowed (${s.windows})`);
     assert.ok(s.trainedTokensAtSeqLen < s.trainedTokens);
     const big = await tokenStats(records, enc, { seqLen: 4096 });
-    assert.deepEqual([big.dropped, big.truncated, big.windows], [0, 0, 4]);
+    // The three conversations share one packed window; the text stream fills another.
+    assert.deepEqual([big.dropped, big.truncated, big.windows], [0, 0, 2]);
+    assert.ok(big.fillRatio > 0 && big.fillRatio < 0.5, `fill ${big.fillRatio}`);
     assert.equal(big.trainedTokens, s.trainedTokens);
   });
 

@@ -143,7 +143,7 @@ function describeStats(s: TokenStatsPayload): string {
       ['trained tokens', `${s.trainedTokens.toLocaleString('en-US')} (${pct}%, mask ${s.mask})`],
       [
         `at seq len ${s.seqLen}`,
-        `${s.truncated} truncated, ${s.dropped} dropped, ${s.windows} windows, ${s.trainedTokensAtSeqLen.toLocaleString('en-US')} trained tokens`,
+        `${s.truncated} truncated, ${s.dropped} dropped, ${s.windows} windows (${(100 * s.fillRatio).toFixed(1)}% full), ${s.trainedTokensAtSeqLen.toLocaleString('en-US')} trained tokens`,
       ],
     ]),
     'token lengths:',

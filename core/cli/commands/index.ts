@@ -2,6 +2,7 @@
 import type { CliCommand } from '../command.ts';
 import { chatCommands } from './chat.ts';
 import { evalCommands } from './eval.ts';
+import { exportCommands } from './export.ts';
 import { datasetsCommands } from './datasets.ts';
 import { hubCommands } from './hub.ts';
 import { modelsCommands } from './models.ts';
@@ -17,5 +18,6 @@ export const commands: CliCommand[] = [
   ...runsCommands,
   ...chatCommands,
   ...evalCommands,
+  ...exportCommands,
   ...systemCommands,
 ];
