@@ -9,8 +9,15 @@ import { z } from 'zod';
 import { event, method } from './define.ts';
 
 /** The formats, in the order the UI offers them. A new format adds its id here and a module. */
-export const exportFormats = ['adapter', 'ollama', 'peft'] as const;
+export const exportFormats = ['adapter', 'ollama', 'peft', 'merged'] as const;
 export type ExportFormat = (typeof exportFormats)[number];
+
+/**
+ * Types of a merged model (format 'merged'): F16 is written by the merge itself, the others by
+ * llama.cpp's llama_model_quantize from it. Tensors the adapter does not touch keep their type.
+ */
+export const mergeTypes = ['F16', 'Q8_0', 'Q6_K', 'Q5_K_M', 'Q4_K_M'] as const;
+export type MergeType = (typeof mergeTypes)[number];
 
 export const exportFormatInfoSchema = z.object({
   id: z.enum(exportFormats),
@@ -38,6 +45,15 @@ export const exportRequestSchema = z.object({
   overwrite: z.boolean().default(false),
   /** PEFT tensor precision (default f32). */
   precision: z.enum(['f32', 'f16']).default('f32'),
+  /** Merged model type (format 'merged'; ignored by the others). */
+  type: z.enum(mergeTypes).default('Q4_K_M'),
+  /**
+   * Merged model: write LM Studio's models-folder layout, `<outDir>/<publisher>/<name>/<name>-<type>.gguf`
+   * (outDir is then LM Studio's models folder). Ignored by the other formats.
+   */
+  lmstudio: z.boolean().default(false),
+  /** The publisher folder of the LM Studio layout (checked like a name; default "overnight"). */
+  publisher: z.string().min(1).optional(),
   /** Chosen by the caller to follow `export.progress` and to `export.cancel`. */
   jobId: z.string().min(1).max(100).optional(),
 });

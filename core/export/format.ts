@@ -5,7 +5,13 @@
  * resolves the run, the source adapter and the base model once and hands every format the same
  * `ExportContext`; formats/index.ts is the table of formats. docs/export.md: adding a format.
  */
-import type { ExportCheck, ExportFormatInfo, ModelInfo, Run } from '../../contract/index.ts';
+import type {
+  ExportCheck,
+  ExportFormatInfo,
+  ExportRequest,
+  ModelInfo,
+  Run,
+} from '../../contract/index.ts';
 import type { GgufHeader } from './gguf.ts';
 import type { ProbeSet } from './verify.ts';
 
@@ -30,6 +36,8 @@ export interface ExportContext {
   progress(done: number, total: number, message: string): void;
   /** The run's probe prompts as the model is asked them, and the greedy comparison. */
   probes: ProbeSet;
+  /** The request as parsed (format-only fields such as the merged model's `type`). */
+  request: ExportRequest;
 }
 
 export interface Written {
@@ -43,7 +51,7 @@ export interface Written {
 export interface ExportFormatModule {
   info: ExportFormatInfo;
   /** The final path for `name` in `outDir` (checked for an existing one before anything runs). */
-  target(outDir: string, name: string): string;
+  target(outDir: string, name: string, request?: ExportRequest): string;
   /** Checks that need nothing written (e.g. a supported architecture); throws a clear error. */
   check?(ctx: ExportContext): void;
   write(ctx: ExportContext): Promise<Written>;

@@ -96,7 +96,7 @@ export class ExportService {
             );
       if (checkpoint !== null) this.requireKept(run, checkpoint);
       const outDir = prepareOutDir(req.outDir);
-      const target = mod.target(outDir, name);
+      const target = mod.target(outDir, name, req);
       refuseExisting(target, req.overwrite);
 
       emit({ phase: 'source', done: 0, total: 0, message: 'finding the adapter' });
@@ -127,6 +127,7 @@ export class ExportService {
         precision: req.precision,
         signal: ctrl.signal,
         probes,
+        request: req,
         progress: (done, total, message) => {
           const now = Date.now();
           if (done < total && now - last < 100) return;

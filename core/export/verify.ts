@@ -55,7 +55,21 @@ export class ProbeSet {
   }
 
   private async generate(adapter: string | null): Promise<number[][]> {
-    const model = await this.loadModel();
+    return this.answersFrom(await this.loadModel(), adapter);
+  }
+
+  /** The base model, loaded once (disposed with the set). */
+  base(): Promise<LlamaModel> {
+    return this.loadModel();
+  }
+
+  /** Another model file (e.g. a merged model) loaded like the base; the caller disposes it. */
+  async loadOther(modelPath: string): Promise<LlamaModel> {
+    return (await this.o.llama()).loadModel({ modelPath, gpuLayers: 0 });
+  }
+
+  /** Greedy answers (token ids) of each probe from `model` with `adapter` (null: none). */
+  async answersFrom(model: LlamaModel, adapter: string | null): Promise<number[][]> {
     const prompts = await this.list();
     const longest = Math.max(1, ...prompts.map((p) => p.tokens.length));
     const ctx = await model.createContext({

@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TokenWindow } from './token-data.ts';
 import { loraTargets, type LoraTarget } from '../../contract/runs.ts';
+import { mergeTypes, type MergeType as ContractMergeType } from '../../contract/export.ts';
 
 /** The LoRA target names: the contract's list (contract/runs.ts), the one place it is written. */
 export const LORA_TARGETS = loraTargets;
@@ -391,8 +392,8 @@ export function peakRss(): number {
 // ---- merging an adapter into its base (native/src/merge.cpp; docs/native.md "Merging") ----
 
 /** Output types of a merge: F16 is written by the merge itself, the others by llama_model_quantize. */
-export const MERGE_TYPES = ['F16', 'Q8_0', 'Q6_K', 'Q5_K_M', 'Q4_K_M'] as const;
-export type MergeType = (typeof MERGE_TYPES)[number];
+export const MERGE_TYPES = mergeTypes;
+export type MergeType = ContractMergeType;
 
 /** Every field is required: the binding and the addon hold no defaults. */
 export interface MergeOptions {

@@ -5,6 +5,7 @@
 import type { ExportFormat } from '../../../contract/index.ts';
 import type { ExportFormatModule } from '../format.ts';
 import { adapterFormat } from './adapter.ts';
+import { mergedFormat } from './merged.ts';
 import { ollamaFormat } from './ollama.ts';
 import { peftFormat } from './peft.ts';
 
@@ -12,4 +13,5 @@ export const formatModules: Record<ExportFormat, ExportFormatModule> = {
   adapter: adapterFormat,
   ollama: ollamaFormat,
   peft: peftFormat,
+  merged: mergedFormat,
 };
