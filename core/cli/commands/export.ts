@@ -1,12 +1,18 @@
 /**
- * `overnight export --run <id> [--checkpoint N] --format adapter|ollama|peft --out <dir>
- * [--name N] [--overwrite] [--f16]`: export a run's adapter, verify it, print the files, the
+ * `overnight export --run <id> [--checkpoint N] --format adapter|ollama|peft|merged --out <dir>
+ * [--name N] [--overwrite] [--f16] [--type Q4_K_M] [--lmstudio <models dir> [--publisher P]]`: export a run's adapter, verify it, print the files, the
  * verification and the command lines (progress on stderr; Ctrl-C cancels and leaves nothing
  * under the final name). Exits 1 when a verification check failed.
  */
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
-import { exportFormats, type ExportFormat, type ExportResult } from '../../../contract/index.ts';
+import {
+  exportFormats,
+  mergeTypes,
+  type ExportFormat,
+  type ExportResult,
+  type MergeType,
+} from '../../../contract/index.ts';
 import { UsageError, type CliCommand } from '../command.ts';
 import { formatBytes } from '../format.ts';
 
@@ -36,14 +42,36 @@ export const exportCommands: CliCommand[] = [
       name: { type: 'string' },
       overwrite: { type: 'boolean' },
       f16: { type: 'boolean' },
+      type: { type: 'string' },
+      lmstudio: { type: 'string' },
+      publisher: { type: 'string' },
     },
     summary: `Export a run's adapter or a kept checkpoint (${exportFormats.join(', ')}) to a folder, verified.`,
     async run(ctx, _args, values) {
       if (typeof values.run !== 'string') throw new UsageError('--run <id> is needed');
-      if (typeof values.out !== 'string') throw new UsageError('--out <folder> is needed');
       const format = values.format;
       if (typeof format !== 'string' || !(exportFormats as readonly string[]).includes(format))
         throw new UsageError(`--format must be one of ${exportFormats.join(', ')}`);
+      // merged: --type, and --lmstudio <models folder> (LM Studio's publisher/model/file layout)
+      const lmstudio = typeof values.lmstudio === 'string' ? values.lmstudio : null;
+      if (format !== 'merged') {
+        for (const k of ['type', 'lmstudio', 'publisher'] as const)
+          if (values[k] !== undefined) throw new UsageError(`--${k} is for --format merged`);
+      }
+      if (lmstudio !== null && typeof values.out === 'string')
+        throw new UsageError('give --out or --lmstudio <models folder>, not both');
+      if (values.publisher !== undefined && lmstudio === null)
+        throw new UsageError('--publisher goes with --lmstudio');
+      const out = lmstudio ?? values.out;
+      if (typeof out !== 'string')
+        throw new UsageError(
+          format === 'merged'
+            ? '--out <folder> (or --lmstudio <models folder>) is needed'
+            : '--out <folder> is needed',
+        );
+      const type = values.type;
+      if (type !== undefined && !(mergeTypes as readonly unknown[]).includes(type))
+        throw new UsageError(`--type must be one of ${mergeTypes.join(', ')}`);
       let checkpoint: number | undefined;
       if (typeof values.checkpoint === 'string') {
         checkpoint = Number(values.checkpoint);
@@ -55,7 +83,9 @@ export const exportCommands: CliCommand[] = [
       const off = engine.events.subscribe('export.progress', (p) => {
         if (p.jobId !== jobId || ctx.json) return;
         if (p.phase === 'write' && p.total > 0)
-          ctx.io.stderr(`\rwriting ${Math.round((100 * p.done) / p.total)}%`);
+          ctx.io.stderr(
+            `\r${format === 'merged' ? p.message : 'writing'} ${Math.round((100 * p.done) / p.total)}%`,
+          );
         else ctx.io.stderr(`\r${p.message}\n`);
       });
       const onSigint = (): void => {
@@ -68,12 +98,15 @@ export const exportCommands: CliCommand[] = [
         r = await ctx.call('export.run', {
           runId: values.run,
           format: format as ExportFormat,
-          outDir: resolve(values.out),
+          outDir: resolve(out),
           jobId,
           ...(checkpoint !== undefined ? { checkpoint } : {}),
           ...(typeof values.name === 'string' ? { name: values.name } : {}),
           overwrite: values.overwrite === true,
           precision: values.f16 === true ? 'f16' : 'f32',
+          ...(type !== undefined ? { type: type as MergeType } : {}),
+          lmstudio: lmstudio !== null,
+          ...(typeof values.publisher === 'string' ? { publisher: values.publisher } : {}),
         });
       } finally {
         off();
