@@ -40,6 +40,8 @@ const nodeTarget = 'node22';
 
 /** The bundled training worker, relative to the repository root. */
 export const WORKER_OUT = 'dist/training/worker.js';
+/** The bundled merge worker (merged-model exports, core/export/merge-process.ts). */
+export const MERGE_WORKER_OUT = 'dist/export/merge-worker.js';
 
 /**
  * Rewrites `import.meta.url` in our non-electron sources to the source file's own URL, as seen
@@ -73,10 +75,14 @@ function nodeBanner(outfile) {
   const toWorker = relative(dirname(join(root, outfile)), join(root, WORKER_OUT))
     .split(sep)
     .join('/');
+  const toMergeWorker = relative(dirname(join(root, outfile)), join(root, MERGE_WORKER_OUT))
+    .split(sep)
+    .join('/');
   return [
     "import { createRequire as __createRequire } from 'node:module';",
     'const require = __createRequire(import.meta.url);',
     `const __OVERNIGHT_WORKER_URL__ = new URL(${JSON.stringify(toWorker)}, import.meta.url).href;`,
+    `const __OVERNIGHT_MERGE_WORKER_URL__ = new URL(${JSON.stringify(toMergeWorker)}, import.meta.url).href;`,
   ].join(' ');
 }
 
@@ -134,6 +140,7 @@ export async function buildElectron({ minify = false } = {}) {
   await Promise.all([
     nodeBundle(common, 'electron/main.ts', 'dist/electron/main.js'),
     nodeBundle(common, 'core/training/worker.ts', WORKER_OUT),
+    nodeBundle(common, 'core/export/merge-worker.ts', MERGE_WORKER_OUT),
     build({
       ...common,
       entryPoints: ['electron/preload.ts'],

@@ -161,6 +161,7 @@ describe('the built layout (what electron-builder packages) trains', { timeout: 
       'dist/electron/main.js',
       'dist/electron/preload.cjs',
       'dist/training/worker.js',
+      'dist/export/merge-worker.js',
       'native/build/Release/overnight_native.node',
     ]) {
       assert.ok(shipped.includes(want), `electron-builder's files list ships ${want}`);
