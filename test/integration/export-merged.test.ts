@@ -6,8 +6,16 @@
 // layout, cancel, an existing file, and `overnight export --format merged` as a user runs it.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { OvernightError, type ExportResult, type Run } from '../../contract/index.ts';
@@ -204,6 +212,37 @@ describe('export: merged model', () => {
     }
     assert.ok(sent);
     assert.deepEqual(tree(lms), [], 'the LM Studio folders made for it are gone too');
+  });
+
+  test('a folder without the space: NO_SPACE before anything is written (2 MiB tmpfs)', async (t) => {
+    const mnt = join(dir, 'small-disk');
+    mkdirSync(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt], { stdio: 'pipe' });
+    } catch (err) {
+      return t.skip(`cannot mount a tmpfs here (needs root): ${String(err).split('\n')[0]}`);
+    }
+    try {
+      await assert.rejects(
+        engine().dispatcher.call('export.run', {
+          runId: run.id,
+          format: 'merged',
+          type: 'Q8_0',
+          outDir: mnt,
+          lmstudio: true,
+          name: 'too-big',
+        }),
+        (err: unknown) =>
+          err instanceof OvernightError &&
+          err.code === 'NO_SPACE' &&
+          /the Q8_0 merge needs about [\d.]+ MiB .*MiB are free; nothing was written/.test(
+            err.message,
+          ),
+      );
+      assert.deepEqual(tree(mnt), [], 'not even the LM Studio folders');
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
   });
 
   test('an existing file is a CONFLICT without overwrite and replaced with it', async () => {
