@@ -285,6 +285,7 @@ describe('mergeAdapter (native)', () => {
         r.error!.message,
       );
       assert.ok(m && Number(m[1]) > 1 && Number(m[1]) < Number(m[2]), r.error!.message);
+      console.log(`F16 mid-way: ${r.error!.message}`);
       assert.deepEqual(readdirSync(mnt!), [], 'F16: no partial file');
       // 20 MiB: the F16 intermediate (~13 MiB) fits, llama_model_quantize's output does not
       execFileSync('mount', ['-o', 'remount,size=20m', mnt!]);
@@ -295,6 +296,7 @@ describe('mergeAdapter (native)', () => {
         r.progress.some((p) => p.phase === 'quantize'),
         'it failed in the quantize phase',
       );
+      console.log(`Q8_0 mid-way: ${r.error!.message}`);
       assert.deepEqual(readdirSync(mnt!), [], 'Q8_0: no intermediate or partial file');
     });
 
