@@ -49,6 +49,8 @@ export function runMergeProcess(
     /** After a cancel, how long the child may take to stop before it is killed. */
     killAfterMs?: number;
     env?: NodeJS.ProcessEnv;
+    /** Told the child's pid once it is forked. */
+    onSpawn?: (pid: number) => void;
   },
 ): Promise<MergeResult> {
   const e = entry();
@@ -61,12 +63,14 @@ export function runMergeProcess(
       ...o.env,
     },
   });
+  if (child.pid !== undefined) o.onSpawn?.(child.pid);
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
   });
   return new Promise<MergeResult>((resolve, reject) => {
     let settled = false;
+    let killed = false;
     let killTimer: NodeJS.Timeout | null = null;
     const settle = (err: Error | null, r?: MergeResult): void => {
       if (settled) return;
@@ -80,9 +84,10 @@ export function runMergeProcess(
     };
     const onAbort = (): void => {
       if (child.connected) child.send({ type: 'cancel' });
+      // settled on 'close', once the killed child can no longer create a partial file
       killTimer = setTimeout(() => {
+        killed = true;
         child.kill('SIGKILL');
-        settle(new OvernightError('CANCELLED', 'the merge was cancelled (its process was killed)'));
       }, o.killAfterMs ?? 10_000);
     };
     if (o.signal.aborted) onAbort();
@@ -106,6 +111,10 @@ export function runMergeProcess(
       },
     );
     child.on('close', (code, signal) => {
+      if (killed) {
+        settle(new OvernightError('CANCELLED', 'the merge was cancelled (its process was killed)'));
+        return;
+      }
       settle(
         new OvernightError(
           o.signal.aborted ? 'CANCELLED' : 'INTERNAL',
