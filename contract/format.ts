@@ -26,3 +26,14 @@ export function etaSeconds(
   const perStep = (last.time - first.time) / 1000 / (last.step - first.step);
   return Math.max(0, (totalSteps - last.step) * perStep);
 }
+
+/**
+ * The highest memory the steps reported (RunMetric.memoryBytes): the run's measured peak, shown
+ * next to its estimate by the run page and `overnight train`. Null when no step reported one.
+ */
+export function peakMemory(metrics: readonly Pick<RunMetric, 'memoryBytes'>[]): number | null {
+  let peak: number | null = null;
+  for (const m of metrics)
+    if (m.memoryBytes !== null && (peak === null || m.memoryBytes > peak)) peak = m.memoryBytes;
+  return peak;
+}

@@ -25,6 +25,12 @@ export const loraTargets = [
 export type LoraTarget = (typeof loraTargets)[number];
 
 export const lrSchedules = ['constant', 'linear', 'cosine'] as const;
+/**
+ * Activation checkpointing: keep each transformer layer's input only and recompute the layer
+ * in the backward pass (less memory, one more forward pass of compute). 'auto' turns it on when
+ * the run's memory estimate without it does not fit the device (core/runs/job.ts jobFor).
+ */
+export const checkpointingChoices = ['auto', 'on', 'off'] as const;
 export const trainBackends = ['auto', 'cpu', 'cuda', 'vulkan', 'metal'] as const;
 export const presetIds = ['quick', 'balanced', 'thorough'] as const;
 export type PresetId = (typeof presetIds)[number];
@@ -132,13 +138,25 @@ export const runConfigFields = z
     finishBy: clockTime.nullable().default(null),
 
     /**
-     * Training windows (sequences) per optimizer step. The trainer runs one window per
-     * micro-batch and accumulates the gradients of effectiveBatch windows before each update.
+     * Training windows (sequences) per optimizer step: microBatch windows per graph, and the
+     * gradients of effectiveBatch / microBatch such micro-batches accumulated before each update
+     * (gradient accumulation is derived, not a field). Must be a multiple of microBatch.
      */
     effectiveBatch: int('effectiveBatch')
       .min(1, 'effectiveBatch must be at least 1')
       .max(4096)
       .default(8),
+    /**
+     * Windows the trainer computes together in one graph (batched matmuls): faster per token
+     * than one at a time where the device has room, more activation memory. The default of 1
+     * stands until the batched trainer's tokens/s are measured (issue #11).
+     */
+    microBatch: int('microBatch')
+      .min(1, 'microBatch must be at least 1')
+      .max(64, 'microBatch must be at most 64')
+      .default(1),
+    /** Activation checkpointing (checkpointingChoices above). */
+    checkpointing: z.enum(checkpointingChoices).default('auto'),
     /** Tokens per training window. Must not exceed the model's context length. */
     sequenceLength: int('sequenceLength')
       .min(16, 'sequenceLength must be at least 16')
@@ -197,7 +215,9 @@ export const runConfigFields = z
 /**
  * Keys earlier versions wrote into run configs that no longer mean anything. A stored run, the
  * remembered last config or a config file the app wrote may still hold them: they are accepted
- * and dropped (the schema is strict otherwise). `gradAccumulation` had to equal effectiveBatch.
+ * and dropped (the schema is strict otherwise). `gradAccumulation` had to equal effectiveBatch
+ * (one window per micro-batch); it is now derived, effectiveBatch / microBatch, and such a
+ * config reads as microBatch 1, which is what it trained with.
  */
 export const retiredRunConfigKeys: readonly string[] = ['gradAccumulation'];
 
@@ -222,6 +242,17 @@ export const runConfigSchema = z
         message: `minLearningRate (${c.minLearningRate}) must not exceed learningRate (${c.learningRate})`,
       });
     }
+    if (c.effectiveBatch % c.microBatch !== 0) {
+      const lower = c.effectiveBatch - (c.effectiveBatch % c.microBatch);
+      const upper = lower + c.microBatch;
+      ctx.addIssue({
+        code: 'custom',
+        path: ['effectiveBatch'],
+        message:
+          `effectiveBatch (${c.effectiveBatch}) must be a multiple of microBatch (${c.microBatch}): ` +
+          `each optimizer step accumulates whole micro-batches; choose ${lower > 0 ? `${lower} or ` : ''}${upper}, or another microBatch`,
+      });
+    }
     if (c.earlyStopping && c.validationShare === 0) {
       ctx.addIssue({
         code: 'custom',
@@ -242,6 +273,11 @@ export const runConfigDefaults: Omit<RunConfig, 'model' | 'dataset'> = (() => {
   const { model: _m, dataset: _d, ...rest } = runConfigSchema.parse({ model: '-', dataset: '-' });
   return rest;
 })();
+
+/** Micro-batches whose gradients each optimizer step accumulates: effectiveBatch / microBatch. */
+export function gradAccumulation(cfg: Pick<RunConfig, 'effectiveBatch' | 'microBatch'>): number {
+  return cfg.effectiveBatch / cfg.microBatch;
+}
 
 /** Layers a config's `gpuLayers` puts on the GPU: -1 (all) is 999 to the trainer, the CPU none. */
 export function trainerGpuLayers(cfg: Pick<RunConfig, 'backend' | 'gpuLayers'>): number {
@@ -357,6 +393,11 @@ export type TimeEstimate = z.infer<typeof timeEstimateSchema>;
 
 export const runEstimateSchema = z.object({
   memory: memoryEstimateSchema,
+  /**
+   * Whether the run trains with activation checkpointing (config 'auto': on when the memory
+   * estimate without it does not fit). Absent in estimates stored before the choice existed.
+   */
+  checkpointing: z.boolean().optional(),
   /** Windows in the training split, optimizer steps per epoch, and the steps the run will take. */
   trainWindows: z.number().int().nonnegative(),
   /**

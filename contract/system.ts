@@ -13,7 +13,10 @@ export const systemInfoSchema = z.object({
   platform: z.string(),
   arch: z.string(),
   cpuModel: z.string(),
+  /** Logical CPUs (hardware threads). */
   cpuCores: z.number().int(),
+  /** Physical cores this process may use: the threads a run with `threads: 0` trains with. */
+  cpuPhysicalCores: z.number().int(),
   ramTotal: z.number().nonnegative(),
   ramFree: z.number().nonnegative(),
   /** Backends the inference runtime (node-llama-cpp) can use here. */

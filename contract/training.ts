@@ -114,8 +114,17 @@ export const trainingJobSchema = z
       warmupSteps: z.number().int().min(0).default(0),
       minLr: z.number().min(0).default(0),
     }),
-    /** Windows per optimizer step (effective batch); each window is one micro-batch of the graph. */
+    /** Windows per optimizer step (effective batch): windowsPerStep / microBatch micro-batches. */
     windowsPerStep: positiveInt,
+    /** Windows per graph (one micro-batch); windowsPerStep is a multiple of it. */
+    microBatch: positiveInt.default(runConfigDefaults.microBatch),
+    /**
+     * Activation checkpointing, resolved by the engine (core/runs/job.ts: the config's 'auto'
+     * is on when the memory estimate without it does not fit the device).
+     */
+    checkpointing: z.boolean().default(false),
+    /** Output rows per chunk of the loss (output projection + softmax cross-entropy); 0 = one chunk. */
+    lossChunk: z.number().int().min(0).default(0),
     /** Stop after this many optimizer steps; otherwise after `epochs` passes over the data. */
     maxSteps: positiveInt.nullable().default(null),
     epochs: z.number().gt(0).optional(),
@@ -160,6 +169,10 @@ export const trainingJobSchema = z
   .refine((j) => j.maxSteps !== null || j.epochs !== undefined, {
     path: ['epochs'],
     message: 'give maxSteps or epochs > 0',
+  })
+  .refine((j) => j.windowsPerStep % j.microBatch === 0, {
+    path: ['windowsPerStep'],
+    message: 'windowsPerStep must be a multiple of microBatch (whole micro-batches per step)',
   });
 /** A job as the engine writes it (defaults may be left out). */
 export type TrainingJob = z.input<typeof trainingJobSchema>;

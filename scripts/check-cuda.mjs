@@ -10,8 +10,8 @@
 // --build-only, an NVIDIA device is missing. OVERNIGHT_CUDA_ARCHS, OVERNIGHT_NATIVE_JOBS,
 // CUDAFLAGS, CMAKE_LIBRARY_PATH etc. pass through to native/scripts/build.mjs and CMake.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { delimiter, dirname, join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testCounts } from './test-summary.mjs';
 
@@ -75,8 +75,55 @@ const libDirs = [
   '/usr/lib64',
   '/usr/lib',
 ];
-const cublasHeader = includeDirs.find((d) => existsSync(join(d, 'cublas_v2.h')));
-const cublasLib = libDirs.find((d) => existsSync(join(d, 'libcublas.so')));
+let cublasHeader = includeDirs.find((d) => existsSync(join(d, 'cublas_v2.h')));
+let cublasLib = libDirs.find((d) => existsSync(join(d, 'libcublas.so')));
+
+// Files under dir, down to `depth` folders.
+function walk(dir, depth, out = []) {
+  let entries = [];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) {
+      if (depth > 0) walk(p, depth - 1, out);
+    } else out.push(p);
+  }
+  return out;
+}
+// A toolkit assembled from NVIDIA's Python wheels (nvcc beside PyTorch, as on the rented GPU
+// machines) has cuBLAS in a wheel (site-packages/nvidia/...), with only versioned libraries
+// (libcublas.so.13), which CMake's find_library does not take.
+function wheelCublas() {
+  const py = has('python3', ['-c', 'import nvidia; print("\\n".join(nvidia.__path__))']);
+  if (py.error || py.status !== 0) return null;
+  for (const base of py.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)) {
+    const files = walk(base, 3);
+    const header = files.find((f) => basename(f) === 'cublas_v2.h');
+    const lib = files.find((f) => /^libcublas\.so\.\d+$/.test(basename(f)));
+    const lt = files.find((f) => /^libcublasLt\.so\.\d+$/.test(basename(f)));
+    if (header && lib && lt) return { include: dirname(header), lib, lt };
+  }
+  return null;
+}
+const links = []; // [unversioned name, file] for native/build-cuda-links/
+if (!cublasHeader || !cublasLib) {
+  const wheel = wheelCublas();
+  if (wheel) {
+    cublasHeader = wheel.include;
+    cublasLib = dirname(wheel.lib);
+    links.push(['libcublas.so', wheel.lib], ['libcublasLt.so', wheel.lt]);
+    links.push([basename(wheel.lib), wheel.lib], [basename(wheel.lt), wheel.lt]);
+    env.CUDAFLAGS = [env.CUDAFLAGS, `-I${wheel.include}`].filter(Boolean).join(' ');
+    env.LD_LIBRARY_PATH = [cublasLib, env.LD_LIBRARY_PATH].filter(Boolean).join(delimiter);
+  }
+}
 if (!cublasHeader || !cublasLib) {
   fail(
     `cuBLAS not found next to nvcc ${toolkitVersion} (${nvcc.cmd}): ggml-cuda links cuBLAS. ` +
@@ -85,6 +132,31 @@ if (!cublasHeader || !cublasLib) {
       'Install the toolkit with cuBLAS (Debian 12: nvidia-cuda-toolkit, or the cuBLAS headers and ' +
       'stubs of nvidia-cuda-dev), or point at them with CUDAFLAGS=-I<dir> and CMAKE_LIBRARY_PATH=<dir> ' +
       '(docs/native.md, "CUDA build on a machine without a GPU").',
+  );
+}
+
+// ggml-cuda also links the driver library (CUDA::cuda_driver): the toolkit's stub, else the
+// installed driver's libcuda.so.1 under the unversioned name.
+if (!libDirs.some((d) => existsSync(join(d, 'libcuda.so')))) {
+  const ld = has('/sbin/ldconfig', ['-p']);
+  const so1 = `${ld.stdout ?? ''}`.match(/libcuda\.so\.1 .*=> (\S+)/)?.[1];
+  if (!so1) {
+    fail(
+      `libcuda.so not found (neither the toolkit's stub nor an installed driver's libcuda.so.1) in ${[...new Set(libDirs)].join(', ')}; add its folder to CMAKE_LIBRARY_PATH`,
+    );
+  }
+  links.push(['libcuda.so', so1]);
+}
+if (links.length > 0) {
+  const linkDir = join(root, 'native', 'build-cuda-links');
+  mkdirSync(linkDir, { recursive: true });
+  for (const [name, file] of links) {
+    rmSync(join(linkDir, name), { force: true });
+    symlinkSync(file, join(linkDir, name));
+  }
+  env.CMAKE_LIBRARY_PATH = [linkDir, env.CMAKE_LIBRARY_PATH].filter(Boolean).join(delimiter);
+  console.log(
+    `check:cuda: linked ${links.map(([n, f]) => `${n} -> ${f}`).join(', ')} in ${linkDir}`,
   );
 }
 

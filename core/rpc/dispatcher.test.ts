@@ -11,6 +11,7 @@ const sampleInfo: SystemInfo = {
   arch: 'x64',
   cpuModel: 'test',
   cpuCores: 2,
+  cpuPhysicalCores: 1,
   ramTotal: 1,
   ramFree: 1,
   inferenceBackends: ['cpu'],

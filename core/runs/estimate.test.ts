@@ -60,6 +60,15 @@ test('a longer sequence costs more memory; the effective batch none (one window 
   assert.ok(estimateBytes({ ...base, loraRank: 64 }, llama1b) < estimateBytes(base, llama1b) * 1.1);
 });
 
+test('a micro-batch of N windows holds N windows of activations, logits and KV', () => {
+  const one = memoryParts(cfg({ sequenceLength: 512, effectiveBatch: 8 }), llama1b);
+  const four = memoryParts(cfg({ sequenceLength: 512, effectiveBatch: 8, microBatch: 4 }), llama1b);
+  assert.equal(four.activations, 4 * one.activations!);
+  assert.equal(four.logits, 4 * one.logits!);
+  assert.equal(four.kv, 4 * one.kv!);
+  assert.equal(four.lora, one.lora);
+});
+
 test('the verdict compares with free memory and says what to change', () => {
   const c = cfg({ sequenceLength: 2048, effectiveBatch: 8 });
   const need = estimateBytes(c, llama1b);

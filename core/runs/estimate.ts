@@ -3,7 +3,8 @@
  * model's dimensions and the run config. It is not a measurement; the supervisor compares it
  * with the trainer's measured peak (`memoryBytes` of its step events) and the calibration.
  *
- * Memory model (bytes; T = tokens per micro-batch = sequenceLength: one window per micro-batch,
+ * Memory model (bytes; T = tokens per micro-batch = microBatch x sequenceLength, the attention
+ * term per window (microBatch x H x sequenceLength^2),
  * E = embedding size, F = feed-forward size, H = attention heads, L = layers, V = vocab,
  * Ekv = K/V width = E x kvHeads / heads):
  *   weights      = the model file's tensor bytes (quantized; mmapped or copied to the device)
@@ -66,19 +67,21 @@ export function loraParameterCount(
 
 export type MemoryConfig = Pick<
   RunConfig,
-  'loraRank' | 'loraTargets' | 'sequenceLength' | 'effectiveBatch'
+  'loraRank' | 'loraTargets' | 'sequenceLength' | 'effectiveBatch' | 'microBatch'
 >;
 
 /** The named parts of the memory model above, in bytes. */
 export function memoryParts(cfg: MemoryConfig, d: ModelDims): Record<string, number> {
-  // The trainer runs one window per micro-batch (effectiveBatch windows accumulate per step),
-  // so the activations are those of one window, whatever effectiveBatch is.
-  const T = cfg.sequenceLength;
+  // The trainer holds one micro-batch (microBatch windows) at a time; effectiveBatch /
+  // microBatch of them accumulate per step, so effectiveBatch itself costs no memory.
+  const S = cfg.sequenceLength;
+  const T = cfg.microBatch * S;
   const kvWidth = (d.embd * d.kvHeads) / Math.max(1, d.heads);
   const parts: Record<string, number> = {
     weights: d.weightBytes,
     lora: 16 * loraParameterCount(cfg, d),
-    activations: d.layers * ((9 * d.embd + 3 * d.ffn) * T * 4 + d.heads * T * T * 4),
+    activations:
+      d.layers * ((9 * d.embd + 3 * d.ffn) * T * 4 + cfg.microBatch * d.heads * S * S * 4),
     logits: 5 * d.vocab * T * 4,
     kv: 2 * d.layers * T * kvWidth * 4,
   };
@@ -89,6 +92,39 @@ export function memoryParts(cfg: MemoryConfig, d: ModelDims): Record<string, num
 
 export function estimateBytes(cfg: MemoryConfig, d: ModelDims): number {
   return Object.values(memoryParts(cfg, d)).reduce((a, b) => a + b, 0);
+}
+
+/**
+ * Bytes of one chunk of the loss: lossChunk output rows x vocab x 4 (F32 logits). The loss's
+ * vocabulary-sized buffers (logits, softmax, their gradient) are the largest single tensors of a
+ * step (128k vocab x 1024 rows x 4 = 512 MiB each); computed in chunks of rows, their peak is one
+ * chunk's. 64 MiB keeps a chunk a small share of a 6-8 GB budget while each chunk's matmul still
+ * has hundreds of rows (524 at a 32k vocab, 130 at 128k) to keep the device busy.
+ */
+export const LOSS_CHUNK_BYTES = 64 * MiB;
+/** Fewer rows per chunk than this leaves the output matmul too thin to run at speed. */
+export const MIN_LOSS_CHUNK_ROWS = 16;
+
+/** Output rows per loss chunk: about LOSS_CHUNK_BYTES of F32 logits, 16..seqLen rows. */
+export function lossChunkRows(vocab: number, seqLen: number): number {
+  const rows = Math.floor(LOSS_CHUNK_BYTES / (Math.max(1, vocab) * 4));
+  return Math.max(MIN_LOSS_CHUNK_ROWS, Math.min(seqLen, rows));
+}
+
+/**
+ * Activation checkpointing for a run: 'on' / 'off' as given; 'auto' = on when the estimate
+ * without it does not fit (more than FIT_SHARE of the device's free memory), else off (it costs
+ * one more forward pass per step).
+ */
+export function resolveCheckpointing(
+  choice: RunConfig['checkpointing'],
+  cfg: MemoryConfig,
+  d: ModelDims,
+  freeBytes: number,
+): boolean {
+  if (choice !== 'auto') return choice === 'on';
+  // estimateBytes models the trainer without checkpointing (every layer's activations kept).
+  return estimateBytes(cfg, d) > FIT_SHARE * freeBytes;
 }
 
 /** Under 80% of free memory fits; up to 95% is tight (other apps may push it over); above will not fit. */

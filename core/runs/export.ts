@@ -6,12 +6,14 @@
  * the sequence length of the data file first (rebase.ts).
  */
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 import { OvernightError, type ModelInfo, type Run } from '../../contract/index.ts';
 import { TokenDataReader } from '../../native/ts/token-data.ts';
 import { TrainerProcess } from '../training/trainer-process.ts';
 import { exportJob, INPUT_FILE, readRunInputs } from './job.ts';
 import { effectiveConfig } from './lifecycle.ts';
+import { readModelDims } from './model-dims.ts';
 import { checkpointAtSeqLen } from './rebase.ts';
 import type { RunStore } from './store.ts';
 
@@ -57,7 +59,15 @@ export class RunExporter {
       exportJob(
         jobRun,
         { step, path: from },
-        { modelPath: model.path, trainFile: dataPath },
+        {
+          modelPath: model.path,
+          trainFile: dataPath,
+          // An export trains nothing, on the CPU (the job's default backend): system RAM.
+          memory: {
+            dims: await readModelDims(model.path, model.vocabSize),
+            freeBytes: os.freemem(),
+          },
+        },
         { adapterPath: out, scratchDir },
       ),
     );

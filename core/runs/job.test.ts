@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { runConfigSchema } from '../../contract/index.ts';
 import { parseTrainingJob } from '../../contract/training.ts';
+import { physicalCores } from '../system/cpu.ts';
 import { calibrationJob, exportJob, jobFor } from './job.ts';
 
 const cfg = (over: object = {}) => runConfigSchema.parse({ model: 'm', dataset: 'd', ...over });
@@ -13,7 +14,18 @@ const run = (over: object = {}) => ({
   totalSteps: 0,
   config: cfg(over),
 });
-const inputs = { modelPath: '/m.gguf', trainFile: '/t.tok', validationFile: '/v.tok' };
+/** A llama-3-shaped 1B model (128k vocab) on a device with 24 GB free. */
+const dims = {
+  layers: 16,
+  embd: 2048,
+  ffn: 8192,
+  heads: 32,
+  kvHeads: 8,
+  vocab: 128256,
+  weightBytes: 0.8e9,
+};
+const memory = { dims, freeBytes: 24e9 };
+const inputs = { modelPath: '/m.gguf', trainFile: '/t.tok', validationFile: '/v.tok', memory };
 
 test('jobFor passes every config value the trainer uses, explicitly, and parses', () => {
   const r = run({
@@ -37,6 +49,7 @@ test('jobFor passes every config value the trainer uses, explicitly, and parses'
     clipNorm: 0.5,
   });
   assert.equal(job.threads, 3);
+  assert.equal(jobFor(run({ threads: 0 }), null, inputs).threads, physicalCores(), 'auto');
   assert.equal(job.gpuLayers, 999, 'gpuLayers -1 (all) is 999 to the trainer');
   assert.equal(jobFor(run({ backend: 'cpu' }), null, inputs).gpuLayers, 0);
   assert.equal(jobFor(run({ gpuLayers: 5 }), null, inputs).gpuLayers, 5);
@@ -97,4 +110,30 @@ test('export and calibration are the run job with fewer steps and another output
   assert.deepEqual(cal.lora, base.lora);
   parseTrainingJob(ex);
   parseTrainingJob(cal);
+});
+
+test('jobFor resolves micro-batch, activation checkpointing and the loss chunk for the trainer', () => {
+  const job = jobFor(run({ effectiveBatch: 8, microBatch: 4 }), null, inputs);
+  assert.deepEqual([job.windowsPerStep, job.microBatch], [8, 4]);
+  // 'auto': off while the estimate fits the device, on when it does not; 'on'/'off' as given.
+  assert.equal(job.checkpointing, false, '1B at 512 tokens fits in 24 GB');
+  const small = { ...inputs, memory: { dims, freeBytes: 3e9 } };
+  assert.equal(jobFor(run(), null, small).checkpointing, true, 'does not fit in 3 GB without');
+  assert.equal(jobFor(run({ checkpointing: 'off' }), null, small).checkpointing, false);
+  assert.equal(jobFor(run({ checkpointing: 'on' }), null, inputs).checkpointing, true);
+  // Loss chunk: ~64 MiB of F32 logits rows, between 16 and the sequence length.
+  assert.equal(job.lossChunk, 130, '64 MiB / (128256 x 4 bytes)');
+  const chunk = (vocab: number, seq: number) =>
+    jobFor(run({ sequenceLength: seq }), null, {
+      ...inputs,
+      memory: { dims: { ...dims, vocab }, freeBytes: 24e9 },
+    }).lossChunk;
+  assert.equal(chunk(32000, 512), 512, '524 rows capped at the sequence length');
+  assert.equal(chunk(32000, 1024), 524);
+  assert.equal(chunk(16_000_000, 512), 16, 'never thinner than 16 rows');
+  parseTrainingJob(job);
+  assert.throws(
+    () => parseTrainingJob({ ...job, windowsPerStep: 6 }),
+    /windowsPerStep must be a multiple of microBatch/,
+  );
 });

@@ -9,6 +9,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { trainerGpuLayers, type RunConfig } from '../../contract/index.ts';
 import type { TrainingJob } from '../../contract/training.ts';
+import { physicalCores } from '../system/cpu.ts';
+import { lossChunkRows, resolveCheckpointing, type ModelDims } from './estimate.ts';
 
 /** What jobFor needs of a run (a calibration passes its own scratch folder and step count). */
 export interface JobRun {
@@ -30,6 +32,17 @@ export interface JobInputs {
   probePrompts?: NonNullable<TrainingJob['probes']>['prompts'];
   /** The trainer backend chosen for this machine (core/runs/device.ts); absent: the CPU. */
   backend?: string | undefined;
+  /**
+   * The model's dimensions (model-dims.ts) and the free memory of the device the job trains on
+   * (core/runs/device.ts; system RAM for the CPU): checkpointing 'auto' and the loss chunk are
+   * resolved from them.
+   */
+  memory: JobMemory;
+}
+
+export interface JobMemory {
+  dims: ModelDims;
+  freeBytes: number;
 }
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
@@ -61,6 +74,14 @@ export function jobFor(run: JobRun, resumeFrom: string | null, inputs: JobInputs
     },
     schedule: { type: cfg.lrSchedule, warmupSteps: cfg.warmupSteps, minLr: cfg.minLearningRate },
     windowsPerStep: cfg.effectiveBatch,
+    microBatch: cfg.microBatch,
+    checkpointing: resolveCheckpointing(
+      cfg.checkpointing,
+      cfg,
+      inputs.memory.dims,
+      inputs.memory.freeBytes,
+    ),
+    lossChunk: lossChunkRows(inputs.memory.dims.vocab, cfg.sequenceLength),
     maxSteps: run.totalSteps > 0 ? run.totalSteps : cfg.maxSteps,
     epochs: cfg.epochs,
     evalInterval: cfg.validationShare > 0 ? cfg.evalInterval : 0,
@@ -71,7 +92,9 @@ export function jobFor(run: JobRun, resumeFrom: string | null, inputs: JobInputs
     },
     probes: prompts.length ? { prompts } : undefined,
     seed: cfg.seed,
-    threads: cfg.threads,
+    // 0 (auto) = one thread per physical core (core/system/cpu.ts), resolved here so the job
+    // says what it runs with.
+    threads: cfg.threads > 0 ? cfg.threads : physicalCores(),
     backend:
       inputs.backend === 'cuda' || inputs.backend === 'vulkan' || inputs.backend === 'metal'
         ? inputs.backend
@@ -88,7 +111,7 @@ export function jobFor(run: JobRun, resumeFrom: string | null, inputs: JobInputs
 export function exportJob(
   run: JobRun,
   ckpt: { step: number; path: string },
-  inputs: Pick<JobInputs, 'modelPath' | 'trainFile'>,
+  inputs: Pick<JobInputs, 'modelPath' | 'trainFile' | 'memory'>,
   out: { adapterPath: string; scratchDir: string },
 ): TrainingJob {
   const job = jobFor(run, ckpt.path, { ...inputs, validationFile: null });
@@ -106,7 +129,7 @@ export function exportJob(
 /** A few real steps at the constant learning rate in a scratch folder: the pace of a config. */
 export function calibrationJob(
   cfg: RunConfig,
-  inputs: Pick<JobInputs, 'modelPath' | 'trainFile'>,
+  inputs: Pick<JobInputs, 'modelPath' | 'trainFile' | 'memory' | 'backend'>,
   steps: number,
   scratchDir: string,
 ): TrainingJob {

@@ -21,8 +21,13 @@ import type { EventBus } from '../rpc/events.ts';
 import type { Handlers } from '../rpc/handlers.ts';
 import { TrainerProcess } from '../training/trainer-process.ts';
 import type { RunDatasets } from './datasets-port.ts';
-import { memoryEstimate, plannedSteps, stepsForDeadline } from './estimate.ts';
-import { calibrationJob } from './job.ts';
+import {
+  memoryEstimate,
+  plannedSteps,
+  resolveCheckpointing,
+  stepsForDeadline,
+} from './estimate.ts';
+import { calibrationJob, type JobMemory } from './job.ts';
 import { readModelDims } from './model-dims.ts';
 import { readPlacement } from './placement.ts';
 import type { RunStore } from './store.ts';
@@ -69,7 +74,7 @@ export class RunsService {
       trainerEnv: d.trainerEnv,
       inheritTrainerOutput: d.inheritTrainerOutput,
       log: d.log,
-      backend: async (cfg) => (await d.device(cfg)).backend,
+      device: d.device,
     });
   }
 
@@ -106,9 +111,11 @@ export class RunsService {
     const device = await this.d.device(v.config);
     const memory = memoryEstimate(v.config, dims, device);
     const { stepsPerEpoch, totalSteps } = plannedSteps(v.config, v.trainWindows);
-    const time = calibrate ? await this.calibrate(v, totalSteps) : null;
+    const jobMemory = { dims, freeBytes: device.freeBytes };
+    const time = calibrate ? await this.calibrate(v, totalSteps, jobMemory, device.backend) : null;
     return {
       memory,
+      checkpointing: resolveCheckpointing(v.config.checkpointing, v.config, dims, device.freeBytes),
       trainWindows: v.trainWindows,
       fillRatio: v.fillRatio,
       stepsPerEpoch,
@@ -118,7 +125,12 @@ export class RunsService {
   }
 
   /** A few real optimizer steps in a scratch folder, with the run's own model, data and config. */
-  private async calibrate(v: ValidatedConfig, totalSteps: number): Promise<TimeEstimate> {
+  private async calibrate(
+    v: ValidatedConfig,
+    totalSteps: number,
+    memory: JobMemory,
+    backend: string | undefined,
+  ): Promise<TimeEstimate> {
     if (this.supervisor.runningId()) {
       throw new OvernightError(
         'CONFLICT',
@@ -137,7 +149,7 @@ export class RunsService {
       });
       const job = calibrationJob(
         v.config,
-        { modelPath: v.model.path, trainFile: input.trainFile },
+        { modelPath: v.model.path, trainFile: input.trainFile, memory, backend },
         CALIBRATION_STEPS,
         dir,
       );

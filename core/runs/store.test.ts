@@ -161,7 +161,7 @@ test('the gradient norm of a step is stored and read back; steps stored before 0
 
 test('a config written before gradAccumulation was retired still loads, without the key', () => {
   // The schema stays strict for every other unknown key.
-  assert.throws(() => runConfigSchema.parse({ model: 'm', dataset: 'd', microBatch: 2 }));
+  assert.throws(() => runConfigSchema.parse({ model: 'm', dataset: 'd', batchSize: 2 }));
   const parsed = runConfigSchema.parse({ model: 'm', dataset: 'd', gradAccumulation: 8 });
   assert.deepEqual(parsed, config);
   assert.equal('gradAccumulation' in parsed, false);

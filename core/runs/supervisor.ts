@@ -15,6 +15,7 @@
  * one we keep is hard-linked (copied where links fail) to `checkpoints/step-NNNNNNN.ovck`.
  */
 import { copyFileSync, existsSync, linkSync, mkdirSync, rmSync, unlinkSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 import type { ModelInfo, Run, RunConfig, RunPlacement } from '../../contract/index.ts';
 import { OvernightError } from '../../contract/index.ts';
@@ -26,6 +27,7 @@ import { WriteBatch } from './batch.ts';
 import type { RunDatasets } from './datasets-port.ts';
 import { RunExporter } from './export.ts';
 import { jobFor, readRunInputs, writeRunInputs } from './job.ts';
+import { readModelDims } from './model-dims.ts';
 import { writePlacement } from './placement.ts';
 import { checkpointAtSeqLen } from './rebase.ts';
 import {
@@ -52,8 +54,11 @@ export interface SupervisorDeps {
   trainerEnv?: NodeJS.ProcessEnv;
   inheritTrainerOutput?: boolean;
   log?: (msg: string) => void;
-  /** The trainer backend a config trains on (core/runs/device.ts); absent: the job's default. */
-  backend?: (cfg: RunConfig) => Promise<string | undefined>;
+  /**
+   * The device a config trains on: its free memory and trainer backend (core/runs/device.ts);
+   * absent: the CPU with the system's free RAM.
+   */
+  device?: (cfg: RunConfig) => Promise<{ freeBytes: number; backend?: string }>;
 }
 
 interface Active {
@@ -304,12 +309,17 @@ export class RunSupervisor {
           prompts: cfg.probePrompts,
         })) ?? cfg.probePrompts.map((text) => ({ text })))
       : [];
+    const device = (await this.d.device?.(cfg)) ?? { freeBytes: os.freemem() };
     const job = jobFor({ ...queued, config: cfg }, resumePath, {
       modelPath: model.path,
       trainFile: input.trainFile,
       validationFile: input.validationFile,
       probePrompts,
-      backend: await this.d.backend?.(cfg),
+      backend: device.backend,
+      memory: {
+        dims: await readModelDims(model.path, model.vocabSize),
+        freeBytes: device.freeBytes,
+      },
     });
 
     const proc = new TrainerProcess({

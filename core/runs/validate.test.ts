@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { gradAccumulation } from '../../contract/index.ts';
 import { parseConfig } from './validate.ts';
 
 const refused = (over: object, message: RegExp) =>
@@ -47,4 +48,22 @@ test('optimizer fields out of range are refused with the field and the rule', ()
     () => parseConfig({ model: 'm', dataset: 'd', adamBeta1: 1, weightDecay: -1 }),
     (e: Error) => e.message.split('\n').length === 3,
   );
+});
+
+test('micro-batch: effectiveBatch must be whole micro-batches; the refusal names both and the nearest choices', () => {
+  const c = parseConfig({ model: 'm', dataset: 'd' });
+  assert.equal(c.microBatch, 1);
+  assert.equal(c.checkpointing, 'auto');
+  const ok = parseConfig({ model: 'm', dataset: 'd', effectiveBatch: 8, microBatch: 4 });
+  assert.equal(gradAccumulation(ok), 2);
+  refused(
+    { effectiveBatch: 6, microBatch: 4 },
+    /^effectiveBatch: effectiveBatch \(6\) must be a multiple of microBatch \(4\): .*choose 4 or 8, or another microBatch$/m,
+  );
+  refused({ effectiveBatch: 2, microBatch: 4 }, /choose 4, or another microBatch$/m);
+  refused({ microBatch: 0 }, /^microBatch: microBatch must be at least 1$/m);
+  refused({ checkpointing: 'yes' }, /^checkpointing: /m);
+  // A config of an earlier version (gradAccumulation = effectiveBatch, one window per micro-batch).
+  const old = parseConfig({ model: 'm', dataset: 'd', effectiveBatch: 8, gradAccumulation: 8 });
+  assert.deepEqual([old.microBatch, gradAccumulation(old)], [1, 8]);
 });

@@ -2,6 +2,7 @@
 import os from 'node:os';
 import type { SystemInfo } from '../../contract/index.ts';
 import type { Handlers } from '../rpc/handlers.ts';
+import { physicalCores } from './cpu.ts';
 import { getSharedLlama } from './llama.ts';
 import { chooseTrainerBackend, trainerBackends } from './trainer-backends.ts';
 
@@ -34,6 +35,7 @@ export async function getSystemInfo(deps: SystemDeps): Promise<SystemInfo> {
     arch: process.arch,
     cpuModel: cpus[0]?.model.trim() ?? 'unknown',
     cpuCores: cpus.length,
+    cpuPhysicalCores: physicalCores(),
     ramTotal: os.totalmem(),
     ramFree: os.freemem(),
     inferenceBackends,

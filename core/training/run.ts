@@ -23,6 +23,7 @@ import type {
   TrainingJob,
 } from '../../contract/training.ts';
 import { NativeError, Trainer, peakRss } from '../../native/ts/binding.ts';
+import type { OpenOptions } from '../../native/ts/binding.ts';
 import { TokenDataReader } from '../../native/ts/token-data.ts';
 import type { TokenWindow } from '../../native/ts/token-data.ts';
 import { CHECKPOINT_FILE, readCheckpoint, writeCheckpoint } from './checkpoint.ts';
@@ -65,6 +66,26 @@ function validateJob(raw: TrainingJob): ParsedTrainingJob {
   if (!existsSync(job.modelPath))
     throw new TrainingError('E_MODEL', `model file ${job.modelPath} does not exist`);
   return job;
+}
+
+/**
+ * The native trainer's open options for a job, every value from the job (the binding holds no
+ * defaults). One place: the training run opens with it, and so does `npm run bench:memory`
+ * (test/bench/memory.bench.ts), which measures exactly what a run would open.
+ */
+export function trainerOpenOptions(job: ParsedTrainingJob, seqLen: number): OpenOptions {
+  return {
+    modelPath: job.modelPath,
+    targets: job.lora.targets,
+    rank: job.lora.rank,
+    alpha: job.lora.alpha,
+    seed: job.lora.seed ?? job.seed,
+    seqLen,
+    threads: job.threads,
+    gpuLayers: job.gpuLayers,
+    backend: job.backend,
+    backwardRoute: 'auto',
+  };
 }
 
 /** What a checkpoint must share with the job that resumes it; every checkpoint records it. */
@@ -260,19 +281,7 @@ export class TrainingRun {
   }
 
   private async openTrainer(): Promise<void> {
-    const job = this.job;
-    this.native = await Trainer.open({
-      modelPath: job.modelPath,
-      targets: job.lora.targets,
-      rank: job.lora.rank,
-      alpha: job.lora.alpha,
-      seed: job.lora.seed ?? job.seed,
-      seqLen: this.plan.seqLen,
-      threads: job.threads,
-      gpuLayers: job.gpuLayers,
-      backend: job.backend,
-      backwardRoute: 'auto',
-    });
+    this.native = await Trainer.open(trainerOpenOptions(this.job, this.plan.seqLen));
     // a cancel that arrived while the model loaded
     if (this.control.cancel) this.native.cancel(true);
   }

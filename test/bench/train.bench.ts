@@ -6,7 +6,7 @@
 // versus one sample per window) in trained tokens per second.
 //
 // Options (environment): BENCH_STEPS (default 3 timed steps after 1 warm-up), BENCH_THREADS
-// (default: all cores), BENCH_TYPES (default "q4_0,q4_k" on the CPU, "f16,q8_0,q4_0,q4_k" on a
+// or `--threads N` (default: the physical cores, what a run's threads: 0 uses), BENCH_TYPES (default "q4_0,q4_k" on the CPU, "f16,q8_0,q4_0,q4_k" on a
 // GPU), BENCH_PACKING=0 to skip packing, BENCH_ROUTE=auto|dequant|outprod (the backward route
 // through frozen weights, native/src/trainer.cpp ov_route_backward), BENCH_SMALL=1 for a 256-emb,
 // 2-layer model at sequence 128 (software Vulkan is ~30x slower than the CPU).
@@ -14,7 +14,7 @@
 // addon (npm run build:native:<backend>); every layer goes to the GPU. Each row then also shows
 // the training-graph nodes on the CPU backend (placement report) and the peak of the trainer's
 // own buffers on the GPU (weights + LoRA/optimizer + compute; on the CPU backend: in host memory).
-import { cpus } from 'node:os';
+import { physicalCores } from '../../core/system/cpu.ts';
 import { TRAINER_BACKENDS, Trainer, benchMatmul, peakRss } from '../../native/ts/binding.ts';
 import { adamw, openOptions } from '../native/helpers.ts';
 import type { BackwardRoute, TrainerBackend } from '../../native/ts/binding.ts';
@@ -32,7 +32,12 @@ const SMALL = process.env.BENCH_SMALL === '1';
 const SEQ = SMALL ? 128 : 512;
 const RANK = 16;
 const STEPS = Number(process.env.BENCH_STEPS ?? 3);
-const THREADS = Number(process.env.BENCH_THREADS ?? cpus().length);
+const threadsArg = process.argv.indexOf('--threads');
+const THREADS = Number(
+  threadsArg > 0 ? process.argv[threadsArg + 1] : (process.env.BENCH_THREADS ?? physicalCores()),
+);
+if (!Number.isInteger(THREADS) || THREADS < 1)
+  throw new Error(`--threads / BENCH_THREADS must be a whole number >= 1 (got ${THREADS})`);
 const ROUTE = (process.env.BENCH_ROUTE ?? 'auto') as BackwardRoute;
 const TYPES = (
   process.env.BENCH_TYPES ?? (BACKEND === 'cpu' ? 'q4_0,q4_k' : 'f16,q8_0,q4_0,q4_k')

@@ -76,6 +76,7 @@ test(
           loraTargets: [...targets],
           sequenceLength: SEQ,
           effectiveBatch: 1,
+          microBatch: 1,
         },
         dims,
       );

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RunMetric } from '../../../contract/index.ts';
 import { formatDuration } from '../../../contract/index.ts';
-import { progressLine } from './runs.ts';
+import { estimateLine, peakLine, progressLine } from './runs.ts';
 
 const m = (step: number, time: number): RunMetric => ({
   step,
@@ -33,4 +33,34 @@ test('durations read as minutes or hours', () => {
   // rounded before it is split: 1h59m59.6s is 2h00m, not "1h 60m"
   assert.equal(formatDuration(2 * 3600 - 0.4), '2h00m');
   assert.equal(formatDuration(3599.7), '1h00m');
+});
+
+test('train shows the estimate before it starts and the measured peak after', () => {
+  const estimate = {
+    memory: {
+      totalBytes: 900e6,
+      parts: {},
+      device: 'CPU (system RAM)',
+      deviceFreeBytes: 8e9,
+      verdict: 'fits' as const,
+      advice: [],
+    },
+    checkpointing: false,
+    trainWindows: 40,
+    fillRatio: 0.987,
+    stepsPerEpoch: 10,
+    totalSteps: 20,
+    time: null,
+  };
+  assert.equal(
+    estimateLine({ estimate, totalSteps: 20 }),
+    'estimate: about 900.0 MB of 8.0 GB free on CPU (system RAM) (fits); activation checkpointing off; 20 steps, 40 windows 98.7% full',
+  );
+  assert.equal(estimateLine({ estimate: null, totalSteps: 5 }), 'estimate: none stored; 5 steps');
+  const steps = [{ ...m(1, 0), memoryBytes: 1000e6 }, { ...m(2, 1), memoryBytes: 700e6 }, m(3, 2)];
+  assert.equal(
+    peakLine({ estimate }, steps),
+    'measured peak memory: 1.0 GB (estimate 900.0 MB, -10% off)',
+  );
+  assert.equal(peakLine({ estimate }, [m(1, 0)]), 'measured peak memory: no step reported one');
 });

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import {
   etaSeconds,
   formatDuration,
+  peakMemory,
   presetChoices,
   presetConfig,
   type PresetChoice,
@@ -15,7 +16,7 @@ import {
   type RunMetric,
 } from '../../../contract/index.ts';
 import { UsageError, type CliCommand, type CliContext } from '../command.ts';
-import { keyValues, table } from '../format.ts';
+import { formatBytes, keyValues, table } from '../format.ts';
 
 /** One progress line: step, loss, tokens/s and ETA from the pace of the recent steps. */
 export function progressLine(run: Pick<Run, 'totalSteps'>, recent: readonly RunMetric[]): string {
@@ -27,6 +28,34 @@ export function progressLine(run: Pick<Run, 'totalSteps'>, recent: readonly RunM
       ? `${(last.tokensPerSecond / 1000).toFixed(1)}k`
       : last.tokensPerSecond.toFixed(0);
   return `step ${last.step}/${run.totalSteps}  loss ${last.loss.toFixed(4)}  ${tps} tok/s  ETA ${eta}`;
+}
+
+/** The run's estimate before it starts: memory against the device, checkpointing, window fill. */
+export function estimateLine(run: Pick<Run, 'estimate' | 'totalSteps'>): string {
+  const e = run.estimate;
+  if (!e) return `estimate: none stored; ${run.totalSteps} steps`;
+  const m = e.memory;
+  const parts = [
+    `estimate: about ${formatBytes(m.totalBytes)} of ${formatBytes(m.deviceFreeBytes)} free on ${m.device} (${m.verdict})`,
+  ];
+  if (e.checkpointing !== undefined)
+    parts.push(`activation checkpointing ${e.checkpointing ? 'on' : 'off'}`);
+  parts.push(
+    `${e.totalSteps} steps, ${e.trainWindows} windows` +
+      (e.fillRatio !== undefined ? ` ${(100 * e.fillRatio).toFixed(1)}% full` : ''),
+  );
+  return parts.join('; ');
+}
+
+/** After the run: the highest memory a step measured, next to the estimate. */
+export function peakLine(run: Pick<Run, 'estimate'>, metrics: readonly RunMetric[]): string {
+  const peak = peakMemory(metrics);
+  if (peak === null) return 'measured peak memory: no step reported one';
+  const est = run.estimate?.memory.totalBytes;
+  return (
+    `measured peak memory: ${formatBytes(peak)}` +
+    (est ? ` (estimate ${formatBytes(est)}, ${(((est - peak) / peak) * 100).toFixed(0)}% off)` : '')
+  );
 }
 
 function describeRun(r: Run): string {
@@ -126,11 +155,13 @@ async function watch(ctx: CliContext, id: string): Promise<Run> {
 
 async function attach(ctx: CliContext, id: string): Promise<void> {
   const final = await watch(ctx, id);
+  const metrics = await ctx.call('runs.metrics', { id });
   ctx.print(
     final,
     () =>
       `\n${final.state}${final.stateReason ? `: ${final.stateReason}` : ''}` +
-      (final.adapterPath ? `\nadapter: ${final.adapterPath}` : ''),
+      (final.adapterPath ? `\nadapter: ${final.adapterPath}` : '') +
+      `\n${peakLine(final, metrics)}`,
   );
   if (final.state === 'failed') throw new Error(final.stateReason ?? 'the run failed');
 }
@@ -177,7 +208,7 @@ export const runsCommands: CliCommand[] = [
       });
       if (!ctx.json)
         ctx.io.stdout(
-          `run ${run.id} (${run.name}): ${run.totalSteps} steps, folder ${run.folder}\n`,
+          `run ${run.id} (${run.name}): ${run.totalSteps} steps, folder ${run.folder}\n${estimateLine(run)}\n`,
         );
       await attach(ctx, run.id);
     },

@@ -12,7 +12,8 @@ export const systemCommands: CliCommand[] = [
         keyValues([
           ['overnight', s.appVersion],
           ['platform', `${s.platform} ${s.arch}`],
-          ['cpu', `${s.cpuModel} (${s.cpuCores} cores)`],
+          ['cpu', `${s.cpuModel} (${s.cpuPhysicalCores} physical cores, ${s.cpuCores} threads)`],
+          ['training threads', `${s.cpuPhysicalCores} (threads: 0 = one per physical core)`],
           ['ram', `${formatBytes(s.ramFree)} free of ${formatBytes(s.ramTotal)}`],
           ['inference backends', s.inferenceBackends.join(', ')],
           ['trainer backends', s.trainerBackends.join(', ')],

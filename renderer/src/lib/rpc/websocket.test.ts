@@ -54,6 +54,7 @@ const sysInfo = {
   arch: 'x64',
   cpuModel: 'cpu',
   cpuCores: 2,
+  cpuPhysicalCores: 1,
   ramTotal: 100,
   ramFree: 50,
   inferenceBackends: ['cpu'],

@@ -10,6 +10,7 @@
  */
 import {
   etaSeconds,
+  peakMemory,
   runConfigDefaults,
   type Run,
   type RunCheckpoint,
@@ -133,6 +134,8 @@ export class LiveRun {
   smoothing = $state(0.9);
 
   last: RunMetric | undefined = $derived(this.metrics.at(-1));
+  /** The highest memory any step reported (RunMetric.memoryBytes), null before one did. */
+  peakMemory: number | null = $derived(peakMemory(this.metrics));
   lossSeries: Series[] = $derived(lossSeries(this.metrics, this.evals, this.smoothing));
   lrSeries: Series[] = $derived(stepSeries(this.metrics, 'lr', 'learning rate', '#4ade80'));
   speedSeries: Series[] = $derived(
