@@ -132,9 +132,12 @@ describe('mergeAdapter (native)', () => {
     assert.ok(merges.every((p) => p.total === base.tensors.length));
   });
 
-  for (const [type, tol] of [
-    ['Q8_0', 0.01],
-    ['Q4_K_M', 0.08],
+  // [type, relative RMS bound, the main type of its merged tensors, llama_ftype]
+  for (const [type, tol, mainType, ftype] of [
+    ['Q8_0', 0.01, 'Q8_0', 7],
+    ['Q6_K', 0.03, 'Q6_K', 18],
+    ['Q5_K_M', 0.05, 'Q5_K', 17],
+    ['Q4_K_M', 0.08, 'Q4_K', 15],
   ] as const) {
     test(`${type}: llama_model_quantize quantizes merged tensors only; untouched ones are copied`, async () => {
       const dir = dirOf(type);
@@ -166,12 +169,12 @@ describe('mergeAdapter (native)', () => {
         assert.ok(err < tol, `${t.name} (${GgmlType[o.type]}): relative RMS error ${err}`);
         assert.ok(delta > 3 * err, `${t.name}: delta ${delta} vs quantization error ${err}`);
       }
-      if (type === 'Q8_0') assert.deepEqual([...types], ['Q8_0']);
-      else assert.ok(types.has('Q4_K'), [...types].join(','));
+      if (type === 'Q8_0' || type === 'Q6_K') assert.deepEqual([...types], [mainType]);
+      else assert.ok(types.has(mainType), [...types].join(','));
       console.log(
         `${type} merge: merged tensor types ${[...types].join('+')}, worst relative RMS error ${worst.toFixed(4)}, ${run.result!.bytes} bytes`,
       );
-      assert.equal(out.metadata.get('general.file_type')!.value, type === 'Q8_0' ? 7 : 15);
+      assert.equal(out.metadata.get('general.file_type')!.value, ftype);
       const q = run.progress.filter((p) => p.phase === 'quantize');
       assert.ok(q.length >= base.tensors.length, `quantize progress events: ${q.length}`);
       assert.equal(q.at(-1)!.done, q.at(-1)!.total);
