@@ -224,6 +224,17 @@ describe('mergeAdapter (native)', () => {
     );
     assert.deepEqual(readdirSync(dir), [], 'nothing written for bad input');
 
+    // a throwing progress callback stops the merge and becomes its error
+    const thrower = mergeAdapter(opts({ outPath }), (p) => {
+      if (p.done === 2) throw new Error('boom in the UI');
+    });
+    await assert.rejects(
+      thrower.promise,
+      (e: Error & { code?: string }) =>
+        e.code === 'E_CALLBACK' && /onProgress threw: boom in the UI/.test(e.message),
+    );
+    assert.deepEqual(readdirSync(dir), [], 'nothing left by the stopped merge');
+
     writeFileSync(outPath, 'keep me');
     r = await runMerge(opts({ outPath }));
     assert.equal(r.error?.code, 'E_EXISTS');
