@@ -180,6 +180,8 @@ std::string regex_escape(const std::string & s) {
 std::mutex g_quant_mutex;  // the log callback is process-global: one quantization at a time
 
 struct quant_log_state {
+    std::thread::id caller;  // progress and cancel only on the thread running llama_model_quantize
+    std::mutex mu;           // ggml may log errors from quantization worker threads
     const std::atomic<bool> * cancel = nullptr;
     const ov_merge_progress_cb * progress = nullptr;
     bool thrown = false;
@@ -189,11 +191,15 @@ struct quant_log_state {
 
 void quant_log(ggml_log_level level, const char * text, void * ud) {
     auto * st = (quant_log_state *) ud;
-    if (level == GGML_LOG_LEVEL_ERROR) {
-        st->last_error += text;
-        if (st->last_error.size() > 4000) st->last_error.erase(0, st->last_error.size() - 4000);
+    {
+        std::lock_guard<std::mutex> lock(st->mu);
+        if (level == GGML_LOG_LEVEL_ERROR) {
+            st->last_error += text;
+            if (st->last_error.size() > 4000) st->last_error.erase(0, st->last_error.size() - 4000);
+        }
+        if (st->verbose || (level == GGML_LOG_LEVEL_ERROR && !st->thrown)) fputs(text, stderr);
     }
-    if (st->verbose || (level == GGML_LOG_LEVEL_ERROR && !st->thrown)) fputs(text, stderr);
+    if (std::this_thread::get_id() != st->caller) return;
     int i = 0, n = 0;
     // The quantizer's per-tensor line, logged at the top of its main loop (no destructor or
     // worker thread is active there, so throwing is safe; it is caught in llama_model_quantize).
@@ -532,6 +538,7 @@ std::string ov_merge(const ov_merge_params & p, const std::atomic<bool> * cancel
         ls.cancel = cancel;
         ls.progress = &progress;
         ls.verbose = verbose_env();
+        ls.caller = std::this_thread::get_id();
         uint32_t rc;
         int q_errno = 0;
         {
