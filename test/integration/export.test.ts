@@ -170,7 +170,12 @@ describe('export', () => {
     );
   });
 
-  test('peft: names, shapes, q/k rows in Hugging Face order (llama.cpp permutation, run in numpy)', async () => {
+  test('peft: names, shapes, q/k rows in Hugging Face order (llama.cpp permutation, run in numpy)', async (t) => {
+    // The permutation reference needs python3 with numpy; without it that part is skipped
+    // (core/export/export.test.ts still pins the row formula).
+    const numpy = spawnSync('python3', ['-c', 'import numpy'], { encoding: 'utf8' }).status === 0;
+    if (!numpy)
+      t.diagnostic('python3 with numpy is missing: the llama.cpp permute comparison is skipped');
     const out = join(dir, 'out-peft');
     const r = await e.dispatcher.call('export.run', { runId: run.id, format: 'peft', outDir: out });
     assert.ok(r.verification.ok, JSON.stringify(r.verification, null, 1));
@@ -205,12 +210,12 @@ describe('export', () => {
       const b = st.get(`base_model.model.model.layers.1.self_attn.${proj}.lora_B.weight`)!;
       const bSrc = src.tensors.find((t) => t.name === `blk.1.${target}.weight.lora_b`)!;
       assert.deepEqual(b.shape, [bSrc.ne[1], 16], 'lora_B is [out_features, r]');
-      const permuted = llamaCppPermute(b.values, b.shape, heads, nHead, dir);
-      assert.deepEqual(
-        permuted,
-        tensorF32(src, bSrc),
-        `${proj}: llama.cpp's permute of our B is the GGUF B`,
-      );
+      if (numpy)
+        assert.deepEqual(
+          llamaCppPermute(b.values, b.shape, heads, nHead, dir),
+          tensorF32(src, bSrc),
+          `${proj}: llama.cpp's permute of our B is the GGUF B`,
+        );
       assert.notDeepEqual(b.values, tensorF32(src, bSrc), `${proj}: the rows were reordered`);
     }
     const v = st.get('base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight')!;
