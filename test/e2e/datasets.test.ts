@@ -64,6 +64,10 @@ describe('datasets page (web mode, real engine)', () => {
     await page.setViewportSize({ width: 1280, height: 1500 });
     await h.screenshot(page, 'datasets');
 
+    // The packed windows and how full they are (core/datasets/pack.ts).
+    assert.match(await page.getByTestId('stat-windows').innerText(), /^[1-9]\d*$/);
+    assert.match(await page.getByTestId('stat-fill').innerText(), /^\d{1,3}\.\d% full$/);
+
     // A tiny sequence length drops records: the page says so.
     await page.getByTestId('seq-len-input').fill('16');
     await page.getByTestId('seq-len-input').dispatchEvent('change');

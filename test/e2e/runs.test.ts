@@ -51,10 +51,31 @@ describe('runs pages (web mode, real engine, real trainer)', { timeout: 600_000 
     await page.getByTestId('f-gradClipNorm').fill('0.5');
     await page.getByTestId('f-weightDecay').fill('0.01');
     await page.getByTestId('run-probes').fill('Say 7');
+    // Micro-batch: the quick preset's effective batch of 4 is not whole micro-batches of 3.
+    await page.getByTestId('f-microBatch').fill('3');
+    assert.match(
+      await page.getByTestId('help-microBatch').innerText(),
+      /must be a multiple of the micro-batch/,
+    );
+    await page.getByTestId('run-estimate').click();
+    await page.getByTestId('run-error').waitFor();
+    assert.match(
+      await page.getByTestId('run-error').innerText(),
+      /effectiveBatch \(4\) must be a multiple of microBatch \(3\)/,
+    );
+    await page.getByTestId('f-microBatch').fill('2');
+    assert.match(await page.getByTestId('help-microBatch').innerText(), /\(2 here\)/);
+    await page.getByTestId('f-checkpointing').selectOption('on');
+    assert.match(await page.getByTestId('help-checkpointing').innerText(), /recomputes the layer/);
 
     await page.getByTestId('run-estimate').click();
     await page.getByTestId('estimate-verdict').waitFor();
     assert.match(await page.getByTestId('estimate').innerText(), /80 steps/);
+    assert.match(await page.getByTestId('estimate-fill').innerText(), /^\d{1,3}\.\d% full$/);
+    assert.match(
+      await page.getByTestId('estimate-checkpointing').innerText(),
+      /activation checkpointing on$/,
+    );
 
     await page.getByTestId('run-start').click();
     await page.getByTestId('run-live').waitFor();
@@ -110,6 +131,14 @@ describe('runs pages (web mode, real engine, real trainer)', { timeout: 600_000 
     const { run: shown } = await call('runs.show', { id: runId });
     assert.equal(shown.config.gradClipNorm, 0.5);
     assert.equal(shown.config.weightDecay, 0.01);
+    assert.equal(shown.config.microBatch, 2);
+    assert.equal(shown.config.checkpointing, 'on');
+    // The measured peak beside the estimate made before the run started.
+    assert.match(await page.getByTestId('run-peak').innerText(), /\d/);
+    assert.match(
+      await page.getByTestId('run-estimate-memory').innerText(),
+      /^estimated .*checkpointing$/,
+    );
     const adapter = (await page.getByTestId('run-adapter').innerText()).trim();
     assert.ok(existsSync(adapter), `the adapter ${adapter} exists`);
     await h.screenshot(page, 'run-live');
