@@ -154,6 +154,12 @@ export const trainingJobSchema = z
     backend: z.enum(['cpu', 'cuda', 'vulkan', 'metal']).default('cpu'),
     /** Layers on the GPU as the trainer takes them (contract/runs.ts trainerGpuLayers). */
     gpuLayers: z.number().int().min(0).default(0),
+    /** Activation checkpointing in the native trainer (docs/native.md "Memory"). */
+    checkpointing: z.boolean().default(false),
+    /** Output rows per loss-head chunk when checkpointing; 0 = one chunk. */
+    lossChunk: z.number().int().min(0).default(0),
+    /** Windows per graph evaluation in the native trainer. */
+    microBatch: z.number().int().min(1).max(1024).default(1),
     /** Extra adapter metadata (string values), e.g. run id. */
     metadata: z.record(z.string(), z.string()).default({}),
   })

@@ -272,6 +272,9 @@ export class TrainingRun {
       gpuLayers: job.gpuLayers,
       backend: job.backend,
       backwardRoute: 'auto',
+      checkpointing: job.checkpointing,
+      lossChunk: job.lossChunk,
+      microBatch: job.microBatch,
     });
     // a cancel that arrived while the model loaded
     if (this.control.cancel) this.native.cancel(true);
@@ -322,7 +325,7 @@ export class TrainingRun {
     const own = trainer
       .memory()
       .filter((e) => e.device !== 'CPU')
-      .reduce((t, e) => t + e.weights + e.lora + e.compute, 0);
+      .reduce((t, e) => t + e.weights + e.lora + e.compute + e.checkpoint, 0);
     this.emit({
       type: 'step',
       metric: {
