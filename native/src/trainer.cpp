@@ -96,6 +96,7 @@ struct ov_graph {
     int64_t n_win = 1;                  // windows evaluated together (the micro-batch)
     int64_t layer = -1;                 // OV_G_LAYER: the layer
     int64_t n_routed = 0;               // input gradients rebuilt by ov_route_backward in gb
+    size_t need_f = 0, need_b = 0;      // compute bytes gf / gb need alone (CPU plan, logged)
     ggml_context * ctx = nullptr;
     ggml_cgraph * gf = nullptr, * gb = nullptr;
     ggml_tensor * inp_tokens = nullptr, * inp_pos = nullptr, * inp_mask = nullptr, * inp_out_ids = nullptr;
@@ -434,10 +435,10 @@ static void ov_attn_inputs(ov_trainer * t, ov_graph * G) {
 }
 
 // One transformer layer over b windows: x [n_embd, T*b] -> [n_embd, T*b]. Attention runs per
-// window: heads and windows share dim 2 ([hd, T, heads*b], head fastest), so mul_mat's GQA
-// broadcast (q head i reads kv head i / (heads/kv_heads)) maps window w's heads onto window w's
-// kv heads, and ggml's mul_mat backward (which sums the broadcast only over dim 2) stays valid.
-// The softmax sees [T, T, heads, b] with the mask [T, T, 1, b] broadcast over the heads.
+// window in 4-D tensors [.., T, heads, b]; each window has its own mask slice (causal, inside
+// the segment). The softmax output feeds the next product directly: a reshape view of it broke
+// the backward pass in this ggml (gradients wrong while the loss was right; the allocator reused
+// the softmax output in place under a live view), so no view is taken of it.
 static ggml_tensor * ov_layer(ggml_context * ctx, ov_trainer * t, int64_t il, ggml_tensor * x, ggml_tensor * pos, ggml_tensor * mask, int64_t b) {
     llama_model & M = *t->model;
     const ov_hparams & h = t->hp;
@@ -468,14 +469,25 @@ static ggml_tensor * ov_layer(ggml_context * ctx, ov_trainer * t, int64_t il, gg
     ggml_tensor * Q = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, q, h.hd, h.n_head, T, b), 0, 2, 1, 3));      // [hd, T, n_head, b]
     ggml_tensor * K = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, k, h.hd, h.n_head_kv, T, b), 0, 2, 1, 3));   // [hd, T, n_head_kv, b]
     ggml_tensor * VT = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, v, h.hd, h.n_head_kv, T, b), 1, 2, 0, 3));  // [T, hd, n_head_kv, b]
-    Q = ggml_reshape_3d(ctx, Q, h.hd, T, h.n_head * b);
-    K = ggml_reshape_3d(ctx, K, h.hd, T, h.n_head_kv * b);
-    VT = ggml_reshape_3d(ctx, VT, T, h.hd, h.n_head_kv * b);
-    ggml_tensor * kq = ggml_mul_mat(ctx, K, Q);                                                   // [T_k, T_q, n_head*b]
-    kq = ggml_soft_max_ext(ctx, ggml_reshape_4d(ctx, kq, T, T, h.n_head, b), mask, h.kq_scale, 0.0f);
-    kq = ggml_reshape_3d(ctx, kq, T, T, h.n_head * b);
-    ggml_tensor * kqv = ggml_mul_mat(ctx, VT, kq);                                                // [hd, T_q, n_head*b]
-    ggml_tensor * o = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, kqv, h.hd, T, h.n_head, b), 0, 2, 1, 3));  // [hd, n_head, T, b]
+    const int64_t r = h.n_head / h.n_head_kv;
+    if (r > 1 && b > 1) {
+        // GQA over several windows: ggml's mul_mat backward sums a broadcast only within dim 2
+        // when dim 3 is 1, so K and V are expanded to n_head heads here, head i reading kv head
+        // i / r as mul_mat's broadcast does: [x, 1, kv*b] tiled r times along dim 1 is
+        // [x, r, kv*b], i.e. [.., r * kv, b] (repeat's backward sums the r copies)
+        auto expand = [&](ggml_tensor * a, int64_t n0, int64_t n1) {
+            ggml_tensor * a3 = ggml_reshape_4d(ctx, a, n0 * n1, 1, h.n_head_kv * b, 1);
+            ggml_tensor * rep = ggml_repeat(ctx, a3, ggml_new_tensor_4d(ctx, GGML_TYPE_F32, n0 * n1, r, h.n_head_kv * b, 1));
+            return ggml_reshape_4d(ctx, rep, n0, n1, h.n_head, b);
+        };
+        K = expand(K, h.hd, T);
+        VT = expand(VT, T, h.hd);
+    }
+    // one window per dim-3 slice: the softmax takes the mask [T, T, 1, b] broadcast over heads
+    ggml_tensor * kq = ggml_mul_mat(ctx, K, Q);                                                   // [T_k, T_q, n_head, b]
+    kq = ggml_soft_max_ext(ctx, kq, mask, h.kq_scale, 0.0f);
+    ggml_tensor * kqv = ggml_mul_mat(ctx, VT, kq);                                                // [hd, T_q, n_head, b]
+    ggml_tensor * o = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));                        // [hd, n_head, T, b]
     o = ggml_reshape_2d(ctx, o, h.hd * h.n_head, N);
     o = ov_linear(ctx, t, L.wo, L.wo_b, lora_of("attn_output"), o);
     x = ggml_add(ctx, x, o);
@@ -666,10 +678,23 @@ static std::string ov_get_graph(ov_trainer * t, int64_t kind, int64_t n_win, int
     if (!e.empty()) { ov_graph_free(G); return e; }
     ov_snapshot_srcs(t, G->gf);
     if (G->gb) ov_snapshot_srcs(t, G->gb);
+    // what each graph needs alone in the compute buffer (a planning pass with the CPU buffer
+    // type; the scheduler's buffer is the largest of these over the graphs it ran): logged, so
+    // the memory formula in docs/native.md can be checked against the allocator per graph
+    for (int k = 0; k < 2; ++k) {
+        ggml_cgraph * g = k == 0 ? G->gf : G->gb;
+        if (!g) continue;
+        ov_unplace(G->ctx);
+        ggml_gallocr_t ga = ggml_gallocr_new(ggml_backend_cpu_buffer_type());
+        if (ga && ggml_gallocr_reserve(ga, g)) (k == 0 ? G->need_f : G->need_b) = ggml_gallocr_get_buffer_size(ga, 0);
+        if (ga) ggml_gallocr_free(ga);
+        ov_unplace(G->ctx);
+        ov_restore_srcs(t, g);
+    }
     static const char * names[] = { "training graph", "checkpointed forward", "loss head", "layer backward" };
-    if (kind != OV_G_LAYER || layer == t->hp.n_layer - 1) ov_log("%s (%lld window(s), %lld output rows, layer %lld): %d forward nodes, %d forward+backward nodes, budget %zu (defect 3: sized from the graph, not the inference budget); %lld input gradients through the dequantize+mul_mat route",
+    if (kind != OV_G_LAYER || layer == t->hp.n_layer - 1) ov_log("%s (%lld window(s), %lld output rows, layer %lld): %d forward nodes, %d forward+backward nodes, budget %zu (defect 3: sized from the graph, not the inference budget); %lld input gradients through the dequantize+mul_mat route; compute %.2f MiB forward, %.2f MiB forward+backward",
            names[kind], (long long) n_win, (long long) n_out, (long long) layer, ggml_graph_n_nodes(G->gf), G->gb ? ggml_graph_n_nodes(G->gb) : 0,
-           graph_size, (long long) G->n_routed);
+           graph_size, (long long) G->n_routed, G->need_f / 1048576.0, G->need_b / 1048576.0);
     t->graphs[key] = G;
     *out = G;
     return "";
