@@ -13,7 +13,8 @@
 // BENCH_LAYOUTS (default "mono"): the trainer's memory layouts to compare (issue #11), comma-
 // separated `mono|ckpt[:lossChunk[:microBatch]]`, e.g. "mono,ckpt:64,ckpt:64:2,ckpt:64:4"; each
 // row runs in a fresh child process (so its peak RSS is its own) and each step trains microBatch
-// windows (one graph evaluation per step).
+// windows (one graph evaluation per step). BENCH_INTERLEAVE=1 times the layouts round-robin in
+// one process instead (the same load for each; each child then only measures memory).
 // Backend: `npm run bench:train -- --backend vulkan|cuda|metal|cpu` (default cpu) loads that
 // addon (npm run build:native:<backend>); every layer goes to the GPU. Each row then also shows
 // the training-graph nodes on the CPU backend (placement report) and the peak of the trainer's
@@ -113,6 +114,9 @@ function parseLayout(name: string): Layout {
   return { name, checkpointing: kind === 'ckpt', lossChunk: Number(chunk), microBatch: Number(mb) };
 }
 const LAYOUTS = (process.env.BENCH_LAYOUTS ?? 'mono').split(',').map(parseLayout);
+// BENCH_INTERLEAVE=1: time the layouts round-robin in one process (fair under a varying load);
+// the child processes then only measure memory (one step each)
+const INTERLEAVE = process.env.BENCH_INTERLEAVE === '1';
 
 interface Row {
   type: string;
@@ -200,7 +204,11 @@ function child(type: TinyModelType, layout: Layout): Row {
     process.execPath,
     ['--import', 'tsx', fileURLToPath(import.meta.url), ...process.argv.slice(2)],
     {
-      env: { ...process.env, BENCH_CHILD: JSON.stringify({ type, layout: layout.name }) },
+      env: {
+        ...process.env,
+        BENCH_CHILD: JSON.stringify({ type, layout: layout.name }),
+        ...(INTERLEAVE ? { BENCH_STEPS: '0' } : {}),
+      },
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
       maxBuffer: 1 << 26,
@@ -213,6 +221,48 @@ function child(type: TinyModelType, layout: Layout): Row {
     );
   }
   return JSON.parse(line.slice('BENCH_ROW '.length)) as Row;
+}
+
+/**
+ * Tokens/s of every layout under the same load: all trainers open in this process, one step of
+ * each in turn per round (warm-up round first), the fastest step per layout. On a machine shared
+ * with other work this compares layouts fairly; their memory is measured apart (child()).
+ */
+async function interleaved(type: TinyModelType): Promise<Map<string, number>> {
+  const m = await tinyModel({ ...MODEL, type });
+  const trs: { layout: Layout; tr: Trainer; r: () => number; best: number }[] = [];
+  for (const layout of LAYOUTS) {
+    const tr = await Trainer.open(
+      openOptions({
+        modelPath: m.path,
+        seqLen: SEQ,
+        rank: RANK,
+        alpha: 2 * RANK,
+        threads: THREADS,
+        backend: BACKEND,
+        backwardRoute: ROUTE,
+        checkpointing: layout.checkpointing,
+        lossChunk: layout.lossChunk,
+        microBatch: layout.microBatch,
+      }),
+    );
+    trs.push({ layout, tr, r: rng(1), best: Infinity });
+  }
+  for (let round = 0; round <= STEPS; round++) {
+    for (const x of trs) {
+      const batch = Array.from({ length: x.layout.microBatch }, () =>
+        randomWindow(x.r, x.tr.info.nVocab),
+      );
+      const ms = (await x.tr.step(batch, adamw({ lr: 1e-4, clipNorm: 0 }))).ms;
+      if (round > 0) x.best = Math.min(x.best, ms / x.layout.microBatch);
+    }
+  }
+  const out = new Map<string, number>();
+  for (const x of trs) {
+    out.set(x.layout.name, x.best);
+    x.tr.close();
+  }
+  return out;
 }
 
 async function main(): Promise<void> {
@@ -230,8 +280,13 @@ async function main(): Promise<void> {
   const fpt = flopsPerToken();
   const rows: string[][] = [];
   for (const type of TYPES) {
+    const times = INTERLEAVE ? await interleaved(type) : null;
     for (const layout of LAYOUTS) {
       const r = child(type, layout);
+      if (times) {
+        r.msPerWindow = times.get(layout.name)!;
+        r.tps = SEQ / (r.msPerWindow / 1000);
+      }
       const gflops = (r.tps * fpt) / 1e9;
       rows.push([
         type,
@@ -271,7 +326,7 @@ async function main(): Promise<void> {
   console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
   for (const r of rows) console.log(line(r));
   console.log(
-    `(layout: mono|ckpt[:lossChunk[:microBatch]]; tokens/s and ms/window from the fastest timed step; model FLOPs per window token: ${fmt(fpt / 1e6)} M (useful work: checkpointing's recompute is not counted); peak RSS = the VmHWM of a fresh process per row; trainer MiB = the trainer's own buffers (weights + LoRA/optimizer + compute + checkpoints; on a GPU those on the device); routed = input gradients through the dequantize + mul_mat route)`,
+    `(layout: mono|ckpt[:lossChunk[:microBatch]]; tokens/s and ms/window from the fastest timed step${INTERLEAVE ? ', layouts timed round-robin in one process' : ''}; model FLOPs per window token: ${fmt(fpt / 1e6)} M (useful work: checkpointing's recompute is not counted); peak RSS = the VmHWM of a fresh process per row; trainer MiB = the trainer's own buffers (weights + LoRA/optimizer + compute + checkpoints; on a GPU those on the device); routed = input gradients through the dequantize + mul_mat route)`,
   );
 
   if (process.env.BENCH_PACKING !== '0') {
