@@ -112,7 +112,10 @@ describe('checkpointing, chunked loss and micro-batches (issue #11)', () => {
       const ea = await ck.evaluate([w]);
       const eb = await mono.evaluate([w]);
       assert.equal(ea.nTrained, eb.nTrained);
-      assert.ok(Math.abs(ea.lossSum - eb.lossSum) <= 1e-5 * eb.lossSum, `eval ${ea.lossSum} vs ${eb.lossSum}`);
+      assert.ok(
+        Math.abs(ea.lossSum - eb.lossSum) <= 1e-5 * eb.lossSum,
+        `eval ${ea.lossSum} vs ${eb.lossSum}`,
+      );
     }
     // a whole optimizer step: the accumulated gradient and the update
     const ra = await ck.step(windows(), adamw({ lr: 1e-3, clipNorm: 0 }));
@@ -142,7 +145,10 @@ describe('checkpointing, chunked loss and micro-batches (issue #11)', () => {
       const tr = await track(open(f32, { checkpointing: true, lossChunk: chunk }));
       assertSame(grads(tr, (await tr.grad(w)).loss), ref, 1e-6, `lossChunk ${chunk}`);
       const e = await tr.evaluate([w]);
-      assert.ok(Math.abs(e.lossSum - refEval.lossSum) <= 1e-6 * refEval.lossSum, `eval, lossChunk ${chunk}`);
+      assert.ok(
+        Math.abs(e.lossSum - refEval.lossSum) <= 1e-6 * refEval.lossSum,
+        `eval, lossChunk ${chunk}`,
+      );
       tr.close();
       open_.pop();
     }
@@ -164,7 +170,10 @@ describe('checkpointing, chunked loss and micro-batches (issue #11)', () => {
         assert.equal(r.nTrained, ref.nTrained);
         assertSame(grads(tr, r.loss), refGrads, 1e-5, `microBatch ${mb}`);
         const [d, k] = worst(params(tr), refParams);
-        assert.ok(d <= 1e-5, `microBatch ${mb}: after the step ${k} differs by ${d.toExponential(2)}`);
+        assert.ok(
+          d <= 1e-5,
+          `microBatch ${mb}: after the step ${k} differs by ${d.toExponential(2)}`,
+        );
         const e = await tr.evaluate(windows());
         const es = await single.evaluate(windows());
         assert.ok(Math.abs(e.lossSum - es.lossSum) <= 1e-5 * es.lossSum, `eval microBatch ${mb}`);
@@ -197,7 +206,8 @@ describe('checkpointing, chunked loss and micro-batches (issue #11)', () => {
     for (const [o, re] of bad) {
       await assert.rejects(
         Trainer.open(openOptions({ modelPath: f32, seqLen: SEQ, ...o })),
-        (e: { code?: string; message?: string }) => e.code === 'E_CONFIG' && re.test(e.message ?? ''),
+        (e: { code?: string; message?: string }) =>
+          e.code === 'E_CONFIG' && re.test(e.message ?? ''),
       );
     }
     const o = openOptions({ modelPath: f32, seqLen: SEQ }) as Partial<OpenOptions>;
