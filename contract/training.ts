@@ -123,7 +123,7 @@ export const trainingJobSchema = z
      * is on when the memory estimate without it does not fit the device).
      */
     checkpointing: z.boolean().default(false),
-    /** Output rows per chunk of the loss (output projection + softmax cross-entropy); 0 = one chunk. */
+    /** Output rows per chunk of the loss (output projection + softmax cross-entropy) when checkpointing; 0 = one chunk (docs/native.md). */
     lossChunk: z.number().int().min(0).default(0),
     /** Stop after this many optimizer steps; otherwise after `epochs` passes over the data. */
     maxSteps: positiveInt.nullable().default(null),

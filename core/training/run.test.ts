@@ -11,7 +11,10 @@ test('the trainer opens with every value of the job, explicitly', () => {
     lora: { rank: 8, alpha: 4, targets: ['attn_q', 'ffn_down'], seed: 5 },
     optimizer: { lr: 1e-3 },
     schedule: { type: 'constant' },
-    windowsPerStep: 2,
+    windowsPerStep: 4,
+    microBatch: 2,
+    checkpointing: true,
+    lossChunk: 48,
     maxSteps: 1,
     seed: 9,
     threads: 3,
@@ -29,6 +32,9 @@ test('the trainer opens with every value of the job, explicitly', () => {
     gpuLayers: 7,
     backend: 'vulkan',
     backwardRoute: 'auto',
+    checkpointing: true,
+    lossChunk: 48,
+    microBatch: 2,
   });
   // Without a LoRA seed the job's seed initialises the adapter.
   const { seed: _s, ...lora } = job.lora;

@@ -85,6 +85,9 @@ export function trainerOpenOptions(job: ParsedTrainingJob, seqLen: number): Open
     gpuLayers: job.gpuLayers,
     backend: job.backend,
     backwardRoute: 'auto',
+    checkpointing: job.checkpointing,
+    lossChunk: job.lossChunk,
+    microBatch: job.microBatch,
   };
 }
 
@@ -331,7 +334,7 @@ export class TrainingRun {
     const own = trainer
       .memory()
       .filter((e) => e.device !== 'CPU')
-      .reduce((t, e) => t + e.weights + e.lora + e.compute, 0);
+      .reduce((t, e) => t + e.weights + e.lora + e.compute + e.checkpoint, 0);
     this.emit({
       type: 'step',
       metric: {

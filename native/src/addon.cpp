@@ -183,6 +183,12 @@ private:
         p.n_gpu_layers = (int32_t) num(o, "gpuLayers");
         p.backward_route = (int32_t) num(o, "backwardRoute");
         if (p.backward_route < 0 || p.backward_route > 2) throw Napi::TypeError::New(env, "backwardRoute must be 0 (auto), 1 (dequantize) or 2 (OUT_PROD)");
+        Napi::Value ck = o.Get("checkpointing");
+        if (ck.IsUndefined()) throw Napi::TypeError::New(env, "checkpointing is required (a boolean)");
+        if (!ck.IsBoolean()) throw Napi::TypeError::New(env, "checkpointing must be a boolean");
+        p.checkpointing = ck.As<Napi::Boolean>().Value();
+        p.loss_chunk = (int32_t) num(o, "lossChunk");
+        p.micro_batch = (int32_t) num(o, "microBatch");
         auto info_out = std::make_shared<ov_model_info>();
         return start(env,
             [this, p, info_out] { return ov_trainer_open(p, &t_, info_out.get()); },
@@ -429,6 +435,7 @@ private:
             o.Set("weights", (double) m[i].weights);
             o.Set("lora", (double) m[i].lora);
             o.Set("compute", (double) m[i].compute);
+            o.Set("checkpoint", (double) m[i].checkpoint);
             r.Set((uint32_t) i, o);
         }
         return r;

@@ -79,14 +79,36 @@ struct ov_lora {
     ggml_tensor * ma = nullptr, * va = nullptr, * mb = nullptr, * vb = nullptr;  // AdamW moments (ctx_moment)
 };
 
-// gf = forward + loss (eval), gb = gf + backward + gradient accumulation, for n_out output rows
+// Graph kinds (the cache key's first element). MONO: gf = forward + loss (eval), gb = gf +
+// backward + gradient accumulation, for n_win windows and n_out output rows. The checkpointed
+// path (issue #11): FWD = every layer's forward, each layer's output copied into its checkpoint
+// X[l+1] (forward only, the allocator frees each layer's activations after use); HEAD = one
+// chunk of n_out output rows gathered from X[L] -> final norm -> logits -> masked CE (gf), plus
+// its backward (gb) adding d loss / d X[L] into the layer-gradient buffer; LAYER = layer l
+// recomputed from X[l] with the scalar sum(y * dY) (dY = d loss / d X[l+1], an input buffer), so
+// autodiff yields d loss / d X[l] (copied to the other layer-gradient buffer) and the layer's
+// LoRA gradients (accumulated as in MONO).
+enum ov_graph_kind : int64_t { OV_G_MONO = 0, OV_G_FWD = 1, OV_G_HEAD = 2, OV_G_LAYER = 3 };
+
 struct ov_graph {
-    int64_t n_out = 0;
+    int64_t kind = OV_G_MONO;
+    int64_t n_out = 0;                  // output rows of the loss head (0: no head)
+    int64_t n_win = 1;                  // windows evaluated together (the micro-batch)
+    int64_t layer = -1;                 // OV_G_LAYER: the layer
+    int64_t n_routed = 0;               // input gradients rebuilt by ov_route_backward in gb
+    size_t need_f = 0, need_b = 0;      // compute bytes gf / gb need alone (CPU plan, logged)
     ggml_context * ctx = nullptr;
     ggml_cgraph * gf = nullptr, * gb = nullptr;
     ggml_tensor * inp_tokens = nullptr, * inp_pos = nullptr, * inp_mask = nullptr, * inp_out_ids = nullptr;
     ggml_tensor * inp_labels = nullptr, * inp_rowmask = nullptr, * inp_loss_scale = nullptr;
     ggml_tensor * loss = nullptr, * loss_grad = nullptr;
+};
+
+// the hyper-parameters every graph uses (filled at open from llama_hparams)
+struct ov_hparams {
+    int64_t n_embd = 0, n_head = 0, n_head_kv = 0, hd = 0, n_layer = 0;
+    int n_rot = 0, rope_type = 0, n_ctx_orig = 0;
+    float eps = 0.0f, freq_base = 0.0f, freq_scale = 0.0f, attn_factor = 0.0f, beta_fast = 0.0f, beta_slow = 0.0f, kq_scale = 0.0f;
 };
 
 struct ov_trainer {
@@ -119,8 +141,19 @@ struct ov_trainer {
     // One training graph per output-row bucket (see ov_bucket): only positions with a label go
     // through the vocabulary projection and the loss. gnorm = the sum of squares of every
     // gradient accumulator (-> grad_sumsq), gopt = the AdamW update of every pair.
-    std::map<int64_t, ov_graph *> graphs;
+    // key {kind, n_win, n_out, layer} (see ov_graph_kind)
+    std::map<std::array<int64_t, 4>, ov_graph *> graphs;
     size_t graph_size = 0;
+    ov_hparams hp;
+    int64_t B = 1;                      // windows per graph evaluation (params.micro_batch)
+    // checkpointed path: one buffer holding X[0..L] (each layer's input; X[L] = the last
+    // layer's output) and the two layer-gradient buffers D[0], D[1], each [n_embd, T*B] F32.
+    // ck_x[b] / ck_d[b]: tensors of shape [n_embd, T*b] at the same addresses (graphs for a
+    // micro-batch of b < B windows use them; a checkpoint must be a plain tensor to be a param)
+    ggml_context * ctx_ckpt = nullptr;
+    ggml_backend_buffer_t buf_ckpt = nullptr;
+    std::vector<std::vector<ggml_tensor *>> ck_x, ck_d;
+    size_t ckpt_slot = 0;               // bytes per checkpoint tensor (aligned)
     ggml_context * ctx_opt = nullptr;
     ggml_cgraph * gopt = nullptr, * gnorm = nullptr;
     ggml_tensor * grad_sumsq = nullptr;
@@ -360,129 +393,160 @@ static void ov_restore_srcs(ov_trainer * t, ggml_cgraph * g) {
     }
 }
 
-static std::string ov_build_graph(ov_trainer * t, int64_t n_out, ov_graph ** out) {
-    llama_model & M = *t->model;
-    const llama_hparams & hp = M.hparams;
-    const int64_t T = t->T;
-    const int64_t n_embd = hp.n_embd;
-    const int64_t n_head = hp.n_head(0), n_head_kv = hp.n_head_kv(0);
-    const int64_t hd = hp.n_embd_head_k(0);
-    const int n_rot = (int) hp.n_rot(0);
-    const float eps = hp.f_norm_rms_eps;
-    const int rope_type = llama_model_rope_type(t->model);
-    const float freq_base = hp.rope_freq_base_train, freq_scale = hp.rope_freq_scale_train;
-    const int n_ctx_orig = (int) (hp.n_ctx_orig_yarn ? hp.n_ctx_orig_yarn : hp.n_ctx_train);
-    // as llama_context derives them for non-YaRN models (YaRN/LongRoPE are refused at open)
-    const float attn_factor = hp.yarn_attn_factor * hp.rope_attn_factor;
-    const float beta_fast = hp.yarn_beta_fast, beta_slow = hp.yarn_beta_slow;
-    const float kq_scale = (M.arch == LLM_ARCH_LLAMA && hp.f_attention_scale != 0.0f) ? hp.f_attention_scale : 1.0f / sqrtf((float) hd);
-    const int64_t n_layer = hp.n_layer();
+static void ov_unplace(ggml_context * ctx);
 
-    // Invariant (defect 3): the graph budget covers every tensor this context can hold, so
-    // ggml_graph_add_node can never overflow; ggml_new_tensor would fail first, and the capacity
-    // below is ~4x what a llama layer needs for forward + backward + accumulation.
-    // A llama layer needs ~200 tensors for forward + backward + accumulation; 768 per layer
-    // leaves a wide margin. The graph size covers the whole context plus the model's leafs.
-    const size_t n_tensors_cap = 2048 + (size_t) n_layer * 768 + t->loras.size() * 16;
-    const size_t graph_size = n_tensors_cap + (size_t) M.n_tensors() + t->loras.size() * 8 + 64;
-    t->graph_size = std::max(t->graph_size, graph_size);
-    const size_t mem = n_tensors_cap * ggml_tensor_overhead() + 3 * ggml_graph_overhead_custom(graph_size, true);
+// Graph metadata context. Invariant (defect 3): the graph budget covers every tensor this context
+// can hold, so ggml_graph_add_node can never overflow; ggml_new_tensor would fail first. A llama
+// layer needs ~200 tensors for forward + backward + accumulation; 768 per layer leaves a wide
+// margin. The graph size covers the whole context plus the model's leafs.
+static size_t ov_graph_budget(ov_trainer * t, int64_t n_layers, size_t * n_tensors_cap) {
+    *n_tensors_cap = 2048 + (size_t) n_layers * 768 + t->loras.size() * 16;
+    return *n_tensors_cap + (size_t) t->model->n_tensors() + t->loras.size() * 8 + 64;
+}
+
+static std::string ov_new_graph(ov_trainer * t, int64_t kind, int64_t n_win, int64_t n_out, int64_t layer, int64_t n_layers, ov_graph ** out, size_t * graph_size) {
+    size_t cap = 0;
+    *graph_size = ov_graph_budget(t, n_layers, &cap);
+    const size_t mem = cap * ggml_tensor_overhead() + 3 * ggml_graph_overhead_custom(*graph_size, true);
     ggml_init_params ip = { /*.mem_size =*/ mem, /*.mem_buffer =*/ nullptr, /*.no_alloc =*/ true };
     ggml_context * ctx = ggml_init(ip);
     if (!ctx) return fmt_err("E_OOM", "cannot allocate %zu bytes of graph metadata", mem);
     auto * G = new ov_graph();
+    G->kind = kind;
+    G->n_win = n_win;
     G->n_out = n_out;
+    G->layer = layer;
     G->ctx = ctx;
+    *out = G;
+    return "";
+}
 
-    auto input = [&](ggml_tensor * x, const char * name) { ggml_set_input(x); ggml_set_name(x, name); return x; };
-    G->inp_tokens  = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, T), "inp_tokens");
-    G->inp_pos     = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, T), "inp_pos");
-    G->inp_mask    = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, T, T), "inp_kq_mask");
-    G->inp_out_ids = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_out), "inp_out_ids");
-    G->inp_labels  = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, t->n_vocab, n_out), "inp_labels");
-    G->inp_rowmask = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, 1, n_out), "inp_row_mask");
-    G->inp_loss_scale = input(ggml_new_tensor_1d(ctx, GGML_TYPE_F32, 1), "inp_loss_scale");
+static ggml_tensor * ov_input(ggml_tensor * x, const char * name) {
+    ggml_set_input(x);
+    ggml_set_name(x, name);
+    return x;
+}
 
-    ggml_tensor * x = ggml_get_rows(ctx, M.tok_embd, G->inp_tokens);     // [n_embd, T]
+// positions [T*b] and the attention mask [T, T, 1, b] (one causal/segment mask per window)
+static void ov_attn_inputs(ov_trainer * t, ov_graph * G) {
+    const int64_t T = t->T, b = G->n_win;
+    G->inp_pos  = ov_input(ggml_new_tensor_1d(G->ctx, GGML_TYPE_I32, T * b), "inp_pos");
+    G->inp_mask = ov_input(ggml_new_tensor_4d(G->ctx, GGML_TYPE_F32, T, T, 1, b), "inp_kq_mask");
+}
 
-    for (int64_t il = 0; il < n_layer; ++il) {
-        llama_layer & L = M.layers[il];
-        auto & LL = t->layer_loras[il];
-        auto lora_of = [&](const char * target) -> ov_lora * {
-            auto it = LL.find(target);
-            return it == LL.end() ? nullptr : it->second;
+// One transformer layer over b windows: x [n_embd, T*b] -> [n_embd, T*b]. Attention runs per
+// window in 4-D tensors [.., T, heads, b]; each window has its own mask slice (causal, inside
+// the segment). The softmax output feeds the next product directly: a reshape view of it broke
+// the backward pass in this ggml (gradients wrong while the loss was right; the allocator reused
+// the softmax output in place under a live view), so no view is taken of it.
+static ggml_tensor * ov_layer(ggml_context * ctx, ov_trainer * t, int64_t il, ggml_tensor * x, ggml_tensor * pos, ggml_tensor * mask, int64_t b) {
+    llama_model & M = *t->model;
+    const ov_hparams & h = t->hp;
+    const int64_t T = t->T, N = T * b;
+    llama_layer & L = M.layers[il];
+    auto & LL = t->layer_loras[il];
+    auto lora_of = [&](const char * target) -> ov_lora * {
+        auto it = LL.find(target);
+        return it == LL.end() ? nullptr : it->second;
+    };
+
+    ggml_tensor * cur = ov_norm(ctx, x, L.attn_norm, h.eps);
+    ggml_tensor * q = ov_linear(ctx, t, L.wq, L.wq_b, lora_of("attn_q"), cur);
+    ggml_tensor * k = ov_linear(ctx, t, L.wk, L.wk_b, lora_of("attn_k"), cur);
+    ggml_tensor * v = ov_linear(ctx, t, L.wv, L.wv_b, lora_of("attn_v"), cur);
+    q = ggml_reshape_3d(ctx, q, h.hd, h.n_head, N);
+    k = ggml_reshape_3d(ctx, k, h.hd, h.n_head_kv, N);
+    v = ggml_reshape_3d(ctx, v, h.hd, h.n_head_kv, N);
+    if (L.attn_q_norm) q = ov_norm(ctx, q, L.attn_q_norm, h.eps);   // qwen3
+    if (L.attn_k_norm) k = ov_norm(ctx, k, L.attn_k_norm, h.eps);
+    q = ggml_rope_ext(ctx, q, pos, L.rope_freqs, h.n_rot, h.rope_type, h.n_ctx_orig, h.freq_base, h.freq_scale,
+                      /*ext_factor =*/ 0.0f, h.attn_factor, h.beta_fast, h.beta_slow);
+    k = ggml_rope_ext(ctx, k, pos, L.rope_freqs, h.n_rot, h.rope_type, h.n_ctx_orig, h.freq_base, h.freq_scale,
+                      0.0f, h.attn_factor, h.beta_fast, h.beta_slow);
+
+    // Invariant (defect 2): K and V are this micro-batch's own tensors (no KV cache leaf),
+    // so gradients reach attn_k / attn_v. The topology is identical for every micro-batch.
+    ggml_tensor * Q = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, q, h.hd, h.n_head, T, b), 0, 2, 1, 3));      // [hd, T, n_head, b]
+    ggml_tensor * K = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, k, h.hd, h.n_head_kv, T, b), 0, 2, 1, 3));   // [hd, T, n_head_kv, b]
+    ggml_tensor * VT = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, v, h.hd, h.n_head_kv, T, b), 1, 2, 0, 3));  // [T, hd, n_head_kv, b]
+    const int64_t r = h.n_head / h.n_head_kv;
+    if (r > 1 && b > 1) {
+        // GQA over several windows: ggml's mul_mat backward sums a broadcast only within dim 2
+        // when dim 3 is 1, so K and V are expanded to n_head heads here, head i reading kv head
+        // i / r as mul_mat's broadcast does: [x, 1, kv*b] tiled r times along dim 1 is
+        // [x, r, kv*b], i.e. [.., r * kv, b] (repeat's backward sums the r copies)
+        auto expand = [&](ggml_tensor * a, int64_t n0, int64_t n1) {
+            ggml_tensor * a3 = ggml_reshape_4d(ctx, a, n0 * n1, 1, h.n_head_kv * b, 1);
+            ggml_tensor * rep = ggml_repeat(ctx, a3, ggml_new_tensor_4d(ctx, GGML_TYPE_F32, n0 * n1, r, h.n_head_kv * b, 1));
+            return ggml_reshape_4d(ctx, rep, n0, n1, h.n_head, b);
         };
-
-        ggml_tensor * cur = ov_norm(ctx, x, L.attn_norm, eps);
-
-        ggml_tensor * q = ov_linear(ctx, t, L.wq, L.wq_b, lora_of("attn_q"), cur);
-        ggml_tensor * k = ov_linear(ctx, t, L.wk, L.wk_b, lora_of("attn_k"), cur);
-        ggml_tensor * v = ov_linear(ctx, t, L.wv, L.wv_b, lora_of("attn_v"), cur);
-        q = ggml_reshape_3d(ctx, q, hd, n_head, T);
-        k = ggml_reshape_3d(ctx, k, hd, n_head_kv, T);
-        v = ggml_reshape_3d(ctx, v, hd, n_head_kv, T);
-        if (L.attn_q_norm) q = ov_norm(ctx, q, L.attn_q_norm, eps);   // qwen3
-        if (L.attn_k_norm) k = ov_norm(ctx, k, L.attn_k_norm, eps);
-        q = ggml_rope_ext(ctx, q, G->inp_pos, L.rope_freqs, n_rot, rope_type, n_ctx_orig, freq_base, freq_scale,
-                          /*ext_factor =*/ 0.0f, attn_factor, beta_fast, beta_slow);
-        k = ggml_rope_ext(ctx, k, G->inp_pos, L.rope_freqs, n_rot, rope_type, n_ctx_orig, freq_base, freq_scale,
-                          0.0f, attn_factor, beta_fast, beta_slow);
-
-        // Invariant (defect 2): K and V are this micro-batch's own tensors (no KV cache leaf),
-        // so gradients reach attn_k / attn_v. The topology is identical for every micro-batch.
-        ggml_tensor * Q = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));    // [hd, T, n_head]
-        ggml_tensor * K = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));    // [hd, T, n_head_kv]
-        ggml_tensor * VT = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));   // [T, hd, n_head_kv]
-        ggml_tensor * kq = ggml_mul_mat(ctx, K, Q);                           // [T_k, T_q, n_head]
-        kq = ggml_soft_max_ext(ctx, kq, G->inp_mask, kq_scale, 0.0f);
-        ggml_tensor * kqv = ggml_mul_mat(ctx, VT, kq);                        // [hd, T_q, n_head]
-        ggml_tensor * o = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3)); // [hd, n_head, T]
-        o = ggml_reshape_2d(ctx, o, hd * n_head, T);
-        o = ov_linear(ctx, t, L.wo, L.wo_b, lora_of("attn_output"), o);
-        x = ggml_add(ctx, x, o);
-
-        cur = ov_norm(ctx, x, L.ffn_norm, eps);
-        ggml_tensor * g = ov_linear(ctx, t, L.ffn_gate, L.ffn_gate_b, lora_of("ffn_gate"), cur);
-        ggml_tensor * u = ov_linear(ctx, t, L.ffn_up, L.ffn_up_b, lora_of("ffn_up"), cur);
-        ggml_tensor * h = ggml_swiglu_split(ctx, g, u);
-        ggml_tensor * d = ov_linear(ctx, t, L.ffn_down, L.ffn_down_b, lora_of("ffn_down"), h);
-        x = ggml_add(ctx, x, d);
+        K = expand(K, h.hd, T);
+        VT = expand(VT, T, h.hd);
     }
-    // only the trained positions (padded to the bucket) reach the vocabulary projection
-    if (n_out < T) x = ggml_get_rows(ctx, x, G->inp_out_ids);               // [n_embd, n_out]
-    x = ov_norm(ctx, x, M.output_norm, eps);
+    // one window per dim-3 slice: the softmax takes the mask [T, T, 1, b] broadcast over heads
+    ggml_tensor * kq = ggml_mul_mat(ctx, K, Q);                                                   // [T_k, T_q, n_head, b]
+    kq = ggml_soft_max_ext(ctx, kq, mask, h.kq_scale, 0.0f);
+    ggml_tensor * kqv = ggml_mul_mat(ctx, VT, kq);                                                // [hd, T_q, n_head, b]
+    ggml_tensor * o = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));                        // [hd, n_head, T, b]
+    o = ggml_reshape_2d(ctx, o, h.hd * h.n_head, N);
+    o = ov_linear(ctx, t, L.wo, L.wo_b, lora_of("attn_output"), o);
+    x = ggml_add(ctx, x, o);
+
+    cur = ov_norm(ctx, x, L.ffn_norm, h.eps);
+    ggml_tensor * g = ov_linear(ctx, t, L.ffn_gate, L.ffn_gate_b, lora_of("ffn_gate"), cur);
+    ggml_tensor * u = ov_linear(ctx, t, L.ffn_up, L.ffn_up_b, lora_of("ffn_up"), cur);
+    ggml_tensor * hh = ggml_swiglu_split(ctx, g, u);
+    ggml_tensor * d = ov_linear(ctx, t, L.ffn_down, L.ffn_down_b, lora_of("ffn_down"), hh);
+    return ggml_add(ctx, x, d);
+}
+
+// The loss head over G->n_out rows x [n_embd, n_out]: final norm, vocabulary projection, masked
+// cross-entropy. Invariant (defect 4): masked rows have logits * 0 and an all-zero label row:
+// their loss term is exactly 0 and the gradient through the multiply is exactly 0. The value is
+// sum(kept CE) / n_out * loss_scale, with loss_scale = n_out / N_norm set per evaluation.
+static void ov_head(ggml_context * ctx, ov_trainer * t, ov_graph * G, ggml_tensor * x) {
+    llama_model & M = *t->model;
+    const int64_t n_out = G->n_out;
+    G->inp_labels  = ov_input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, t->n_vocab, n_out), "inp_labels");
+    G->inp_rowmask = ov_input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, 1, n_out), "inp_row_mask");
+    G->inp_loss_scale = ov_input(ggml_new_tensor_1d(ctx, GGML_TYPE_F32, 1), "inp_loss_scale");
+    x = ov_norm(ctx, x, M.output_norm, t->hp.eps);
     ggml_tensor * logits = ggml_mul_mat(ctx, M.output ? M.output : M.tok_embd, x);   // [n_vocab, n_out]
     if (M.output_b) logits = ggml_add(ctx, logits, M.output_b);
-
-    // Invariant (defect 4): masked rows have logits * 0 and an all-zero label row: their loss
-    // term is exactly 0 and the gradient through the multiply is exactly 0.
     ggml_tensor * masked = ggml_mul(ctx, logits, G->inp_rowmask);
     ggml_tensor * ce = ggml_cross_entropy_loss(ctx, masked, G->inp_labels);  // sum(kept CE) / n_out
     G->loss = ggml_mul(ctx, ce, G->inp_loss_scale);                       // * n_out / N_norm
     ggml_set_name(G->loss, "loss");
     ggml_set_output(G->loss);
     ggml_set_loss(G->loss);
+}
 
-    G->gf = ggml_new_graph_custom(ctx, graph_size, /*grads =*/ true);
-    ggml_build_forward_expand(G->gf, G->loss);
-    const int n_fwd = ggml_graph_n_nodes(G->gf);
-
+// gb = dup(gf) + autodiff (+ the backward route), then: every pair in `loras` accumulates its
+// gradient into ga/gb; when x_param is set, its gradient is added to (x_add) or copied into x_dst.
+static std::string ov_build_backward(ov_trainer * t, ov_graph * G, size_t graph_size, const std::vector<ov_lora *> & loras,
+                                     ggml_tensor * x_param, ggml_tensor * x_dst, bool x_add) {
+    ggml_context * ctx = G->ctx;
     ggml_cgraph * gad = ggml_graph_dup(ctx, G->gf, /*force_grads =*/ true);
     ggml_build_backward_expand(ctx, gad, /*grad_accs =*/ nullptr);
     G->loss_grad = ggml_graph_get_grad_acc(gad, G->loss);
-    *out = G;  // owned by the caller from here on, also on error
     if (!G->loss_grad) return fmt_err("E_INTERNAL", "backward graph has no loss gradient");
     ggml_set_input(G->loss_grad);
     std::vector<std::pair<ggml_tensor *, ggml_tensor *>> grads;
-    for (auto & l : t->loras) {
-        ggml_tensor * da = ggml_graph_get_grad(gad, l.a);
-        ggml_tensor * db = ggml_graph_get_grad(gad, l.b);
-        if (!da || !db) return fmt_err("E_INTERNAL", "no gradient reaches %s", l.name.c_str());
+    for (ov_lora * l : loras) {
+        ggml_tensor * da = ggml_graph_get_grad(gad, l->a);
+        ggml_tensor * db = ggml_graph_get_grad(gad, l->b);
+        if (!da || !db) return fmt_err("E_INTERNAL", "no gradient reaches %s", l->name.c_str());
         grads.emplace_back(da, db);
     }
+    ggml_tensor * dx = nullptr;
+    if (x_param) {
+        dx = ggml_graph_get_grad(gad, x_param);
+        if (!dx) return fmt_err("E_INTERNAL", "no gradient reaches the checkpoint %s", x_param->name);
+    }
     int64_t n_cont = 0;
-    t->n_routed = ov_route_backward(t, ctx, gad, &n_cont);
-    if (t->n_routed > 0 || n_cont > 0) {
+    G->n_routed = ov_route_backward(t, ctx, gad, &n_cont);
+    t->n_routed = G->n_routed;
+    if (G->n_routed > 0 || n_cont > 0) {
         // the rewritten nodes have new sources: re-expand in autodiff's order, so each new
         // get_rows/transpose lands right before the one product that reads it
         G->gb = ggml_new_graph_custom(ctx, graph_size, /*grads =*/ false);
@@ -490,16 +554,102 @@ static std::string ov_build_graph(ov_trainer * t, int64_t n_out, ov_graph ** out
     } else {
         G->gb = gad;
     }
-    for (size_t i = 0; i < t->loras.size(); ++i) {
-        ggml_build_forward_expand(G->gb, ggml_add_inplace(ctx, t->loras[i].ga, grads[i].first));
-        ggml_build_forward_expand(G->gb, ggml_add_inplace(ctx, t->loras[i].gb, grads[i].second));
+    for (size_t i = 0; i < loras.size(); ++i) {
+        ggml_build_forward_expand(G->gb, ggml_add_inplace(ctx, loras[i]->ga, grads[i].first));
+        ggml_build_forward_expand(G->gb, ggml_add_inplace(ctx, loras[i]->gb, grads[i].second));
     }
-    const int n_bwd = ggml_graph_n_nodes(G->gb);
-    ov_snapshot_srcs(t, G->gf);
-    ov_snapshot_srcs(t, G->gb);
-    ov_log("graph for %lld output rows: %d forward nodes, %d forward+backward nodes, budget %zu (defect 3: sized from the graph, not the inference budget); %lld input gradients through the dequantize+mul_mat route",
-           (long long) n_out, n_fwd, n_bwd, graph_size, (long long) t->n_routed);
+    if (dx) ggml_build_forward_expand(G->gb, x_add ? ggml_add_inplace(ctx, x_dst, dx) : ggml_cpy(ctx, dx, x_dst));
     return "";
+}
+
+static std::vector<ov_lora *> ov_all_loras(ov_trainer * t) {
+    std::vector<ov_lora *> r;
+    for (auto & l : t->loras) r.push_back(&l);
+    return r;
+}
+
+// MONO: the whole model for n_win windows and n_out output rows, forward + loss + backward.
+static std::string ov_build_mono(ov_trainer * t, ov_graph * G, size_t graph_size) {
+    llama_model & M = *t->model;
+    ggml_context * ctx = G->ctx;
+    const int64_t N = t->T * G->n_win;
+    G->inp_tokens = ov_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, N), "inp_tokens");
+    ov_attn_inputs(t, G);
+    G->inp_out_ids = ov_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, G->n_out), "inp_out_ids");
+    ggml_tensor * x = ggml_get_rows(ctx, M.tok_embd, G->inp_tokens);     // [n_embd, T*b]
+    for (int64_t il = 0; il < t->hp.n_layer; ++il) x = ov_layer(ctx, t, il, x, G->inp_pos, G->inp_mask, G->n_win);
+    // only the trained positions (padded to the bucket) reach the vocabulary projection
+    if (G->n_out < N) x = ggml_get_rows(ctx, x, G->inp_out_ids);          // [n_embd, n_out]
+    ov_head(ctx, t, G, x);
+    G->gf = ggml_new_graph_custom(ctx, graph_size, /*grads =*/ true);
+    ggml_build_forward_expand(G->gf, G->loss);
+    return ov_build_backward(t, G, graph_size, ov_all_loras(t), nullptr, nullptr, false);
+}
+
+// The checkpoint tensors for micro-batches of b windows (created on first use, aliasing the
+// B-window buffer). X[1..L] are params (autodiff gives their gradients); X[0] is not (the
+// embedding rows need none).
+static void ov_ckpt_tensors(ov_trainer * t, int64_t b) {
+    if (!t->ck_x[b].empty()) return;
+    const int64_t E = t->hp.n_embd, L = t->hp.n_layer;
+    const size_t slot = t->ckpt_slot;
+    char * base = (char *) ggml_backend_buffer_get_base(t->buf_ckpt);
+    for (int64_t i = 0; i < L + 3; ++i) {
+        ggml_tensor * x = ggml_new_tensor_2d(t->ctx_ckpt, GGML_TYPE_F32, E, t->T * b);
+        if (i <= L) ggml_format_name(x, "ckpt_x%lld_b%lld", (long long) i, (long long) b);
+        else ggml_format_name(x, "ckpt_d%lld_b%lld", (long long) (i - L - 1), (long long) b);
+        ggml_backend_tensor_alloc(t->buf_ckpt, x, base + (size_t) i * slot);
+        if (i >= 1 && i <= L) ggml_set_param(x);
+        (i <= L ? t->ck_x[b] : t->ck_d[b]).push_back(x);
+    }
+}
+
+// the layer-gradient buffer that holds d loss / d X[l] (l >= 1)
+static ggml_tensor * ov_ckpt_d(ov_trainer * t, int64_t b, int64_t l) { return t->ck_d[b][(size_t) (l % 2)]; }
+
+static std::string ov_build_fwd(ov_trainer * t, ov_graph * G, size_t graph_size) {
+    llama_model & M = *t->model;
+    ggml_context * ctx = G->ctx;
+    const int64_t b = G->n_win, N = t->T * b;
+    G->inp_tokens = ov_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, N), "inp_tokens");
+    ov_attn_inputs(t, G);
+    G->gf = ggml_new_graph_custom(ctx, graph_size, /*grads =*/ false);
+    ggml_tensor * x = ggml_get_rows(ctx, M.tok_embd, G->inp_tokens);
+    ggml_build_forward_expand(G->gf, ggml_cpy(ctx, x, t->ck_x[b][0]));
+    for (int64_t il = 0; il < t->hp.n_layer; ++il) {
+        x = ov_layer(ctx, t, il, x, G->inp_pos, G->inp_mask, b);
+        ggml_build_forward_expand(G->gf, ggml_cpy(ctx, x, t->ck_x[b][(size_t) il + 1]));
+    }
+    return "";
+}
+
+static std::string ov_build_head(ov_trainer * t, ov_graph * G, size_t graph_size) {
+    ggml_context * ctx = G->ctx;
+    const int64_t b = G->n_win, L = t->hp.n_layer;
+    ggml_tensor * xl = t->ck_x[b][(size_t) L];
+    G->inp_out_ids = ov_input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, G->n_out), "inp_out_ids");
+    ov_head(ctx, t, G, ggml_get_rows(ctx, xl, G->inp_out_ids));
+    G->gf = ggml_new_graph_custom(ctx, graph_size, /*grads =*/ true);
+    ggml_build_forward_expand(G->gf, G->loss);
+    return ov_build_backward(t, G, graph_size, {}, xl, ov_ckpt_d(t, b, L), /*x_add =*/ true);
+}
+
+static std::string ov_build_layer(ov_trainer * t, ov_graph * G, size_t graph_size) {
+    ggml_context * ctx = G->ctx;
+    const int64_t b = G->n_win, il = G->layer;
+    ov_attn_inputs(t, G);
+    ggml_tensor * x = t->ck_x[b][(size_t) il];
+    ggml_tensor * y = ov_layer(ctx, t, il, x, G->inp_pos, G->inp_mask, b);
+    G->loss = ggml_sum(ctx, ggml_mul(ctx, y, ov_ckpt_d(t, b, il + 1)));   // d loss_l / d y = dY
+    ggml_set_name(G->loss, "layer_loss");
+    ggml_set_output(G->loss);
+    ggml_set_loss(G->loss);
+    G->gf = ggml_new_graph_custom(ctx, graph_size, /*grads =*/ true);
+    ggml_build_forward_expand(G->gf, G->loss);
+    std::vector<ov_lora *> loras;
+    for (auto & kv : t->layer_loras[(size_t) il]) loras.push_back(kv.second);
+    std::sort(loras.begin(), loras.end());   // t->loras order, stable across builds
+    return ov_build_backward(t, G, graph_size, loras, il > 0 ? x : nullptr, il > 0 ? ov_ckpt_d(t, b, il) : nullptr, false);
 }
 
 static void ov_graph_free(ov_graph * G) {
@@ -508,22 +658,100 @@ static void ov_graph_free(ov_graph * G) {
     delete G;
 }
 
-static std::string ov_get_graph(ov_trainer * t, int64_t n_out, ov_graph ** out) {
-    auto it = t->graphs.find(n_out);
+static std::string ov_get_graph(ov_trainer * t, int64_t kind, int64_t n_win, int64_t n_out, int64_t layer, ov_graph ** out) {
+    const std::array<int64_t, 4> key = { kind, n_win, n_out, layer };
+    auto it = t->graphs.find(key);
     if (it != t->graphs.end()) { *out = it->second; return ""; }
+    if (kind != OV_G_MONO) ov_ckpt_tensors(t, n_win);
+    const int64_t n_layers = kind == OV_G_MONO || kind == OV_G_FWD ? t->hp.n_layer : kind == OV_G_LAYER ? 1 : 0;
     ov_graph * G = nullptr;
-    std::string e = ov_build_graph(t, n_out, &G);
+    size_t graph_size = 0;
+    std::string e = ov_new_graph(t, kind, n_win, n_out, layer, n_layers, &G, &graph_size);
+    if (e.empty()) {
+        switch (kind) {
+            case OV_G_MONO:  e = ov_build_mono(t, G, graph_size); break;
+            case OV_G_FWD:   e = ov_build_fwd(t, G, graph_size); break;
+            case OV_G_HEAD:  e = ov_build_head(t, G, graph_size); break;
+            default:         e = ov_build_layer(t, G, graph_size); break;
+        }
+    }
     if (!e.empty()) { ov_graph_free(G); return e; }
-    t->graphs[n_out] = G;
+    ov_snapshot_srcs(t, G->gf);
+    if (G->gb) ov_snapshot_srcs(t, G->gb);
+    // what each graph needs alone in the compute buffer (a planning pass with the CPU buffer
+    // type; the scheduler's buffer is the largest of these over the graphs it ran): logged, so
+    // the memory formula in docs/native.md can be checked against the allocator per graph
+    for (int k = 0; k < 2; ++k) {
+        ggml_cgraph * g = k == 0 ? G->gf : G->gb;
+        if (!g) continue;
+        ov_unplace(G->ctx);
+        ggml_gallocr_t ga = ggml_gallocr_new(ggml_backend_cpu_buffer_type());
+        if (ga && ggml_gallocr_reserve(ga, g)) (k == 0 ? G->need_f : G->need_b) = ggml_gallocr_get_buffer_size(ga, 0);
+        if (ga) ggml_gallocr_free(ga);
+        ov_unplace(G->ctx);
+        ov_restore_srcs(t, g);
+    }
+    static const char * names[] = { "training graph", "checkpointed forward", "loss head", "layer backward" };
+    if (kind != OV_G_LAYER || layer == t->hp.n_layer - 1) ov_log("%s (%lld window(s), %lld output rows, layer %lld): %d forward nodes, %d forward+backward nodes, budget %zu (defect 3: sized from the graph, not the inference budget); %lld input gradients through the dequantize+mul_mat route; compute %.2f MiB forward, %.2f MiB forward+backward",
+           names[kind], (long long) n_win, (long long) n_out, (long long) layer, ggml_graph_n_nodes(G->gf), G->gb ? ggml_graph_n_nodes(G->gb) : 0,
+           graph_size, (long long) G->n_routed, G->need_f / 1048576.0, G->need_b / 1048576.0);
+    t->graphs[key] = G;
     *out = G;
     return "";
 }
 
-// the full-size graph reserves the compute buffers; the AdamW graph is built once
+// The rows of one loss-head evaluation: the checkpointed head takes min(lossChunk, bucket) rows
+// per chunk (0 = the whole bucket); the monolithic graph takes the bucket.
+static int64_t ov_head_rows(ov_trainer * t, int64_t n_win, int64_t n_kept) {
+    const int64_t bucket = ov_bucket(t->T * n_win, n_kept);
+    return t->params.loss_chunk > 0 ? std::min<int64_t>(t->params.loss_chunk, bucket) : bucket;
+}
+
+// Checkpoint buffer (checkpointing only): X[0..L], D[0], D[1], each [n_embd, T*B] F32, on the
+// first backend's device (the GPU when one is in use, where the layers run).
+static std::string ov_alloc_ckpt(ov_trainer * t) {
+    const int64_t L = t->hp.n_layer;
+    ggml_init_params ip = { (size_t) (L + 3) * (size_t) (t->B + 1) * ggml_tensor_overhead() + 1024, nullptr, true };
+    t->ctx_ckpt = ggml_init(ip);
+    if (!t->ctx_ckpt) return fmt_err("E_OOM", "cannot allocate the checkpoint metadata");
+    ggml_backend_buffer_type_t bt = ggml_backend_get_default_buffer_type(t->backends.front());
+    const size_t slot = GGML_PAD((size_t) t->hp.n_embd * t->T * t->B * sizeof(float), ggml_backend_buft_get_alignment(bt));
+    t->ckpt_slot = slot;
+    t->buf_ckpt = ggml_backend_buft_alloc_buffer(bt, slot * (size_t) (L + 3));
+    if (!t->buf_ckpt) {
+        return fmt_err("E_OOM", "cannot allocate %.1f MiB for the activation checkpoints", (double) slot * (L + 3) / 1048576.0);
+    }
+    ggml_backend_buffer_clear(t->buf_ckpt, 0);
+    t->ck_x.assign((size_t) t->B + 1, {});
+    t->ck_d.assign((size_t) t->B + 1, {});
+    return "";
+}
+
+// the graphs built at open; the scheduler is sized for the whole model and reserved with the
+// largest graph of the chosen path; the AdamW graph is built once
 static std::string ov_build_graphs(ov_trainer * t) {
-    ov_graph * G = nullptr;
-    std::string e = ov_get_graph(t, t->T, &G);
-    if (!e.empty()) return e;
+    size_t cap = 0;
+    t->graph_size = ov_graph_budget(t, t->hp.n_layer, &cap);
+    std::vector<ov_graph *> reserve;
+    if (t->params.checkpointing) {
+        std::string e = ov_alloc_ckpt(t);
+        if (!e.empty()) return e;
+        ov_graph * G = nullptr;
+        e = ov_get_graph(t, OV_G_FWD, t->B, 0, -1, &G);
+        if (!e.empty()) return e;
+        reserve.push_back(G);
+        e = ov_get_graph(t, OV_G_HEAD, t->B, ov_head_rows(t, t->B, t->T * t->B), -1, &G);
+        if (!e.empty()) return e;
+        reserve.push_back(G);
+        e = ov_get_graph(t, OV_G_LAYER, t->B, 0, t->hp.n_layer - 1, &G);
+        if (!e.empty()) return e;
+        reserve.push_back(G);
+    } else {
+        ov_graph * G = nullptr;
+        std::string e = ov_get_graph(t, OV_G_MONO, t->B, t->T * t->B, -1, &G);
+        if (!e.empty()) return e;
+        reserve.push_back(G);
+    }
 
     // per pair: gnorm 2 x (sqr, sum, add), gopt 2 x (mul, adamw); leafs: a, b, grads, moments
     const size_t n_opt_graph = t->loras.size() * 16 + 64;
@@ -565,10 +793,16 @@ static std::string ov_build_graphs(ov_trainer * t) {
     ov_snapshot_srcs(t, t->gopt);
     t->sched = ggml_backend_sched_new(t->backends.data(), bufts.data(), (int) t->backends.size(), t->graph_size, false, true);
     if (!t->abort_native) ggml_backend_sched_set_eval_callback(t->sched, ov_eval_cb, t);
-    if (!ggml_backend_sched_reserve(t->sched, G->gb)) {
-        return fmt_err("E_OOM", "cannot reserve compute buffers for sequence length %lld (try a shorter sequence)", (long long) t->T);
+    for (ov_graph * G : reserve) {
+        ggml_cgraph * g = G->gb ? G->gb : G->gf;
+        ov_unplace(G->ctx);
+        ov_restore_srcs(t, g);
+        if (!ggml_backend_sched_reserve(t->sched, g)) {
+            return fmt_err("E_OOM", "cannot reserve compute buffers for sequence length %lld x %lld window(s) (try a shorter sequence, fewer windows per micro-batch or checkpointing)", (long long) t->T, (long long) t->B);
+        }
+        ov_restore_srcs(t, g);
+        t->planned = g;
     }
-    t->planned = G->gb;
     return "";
 }
 
@@ -584,6 +818,8 @@ static std::string ov_check_params(const ov_open_params & p) {
     if (!(p.alpha > 0.0f)) return fmt_err("E_CONFIG", "lora.alpha must be > 0 (got %g)", p.alpha);
     if (p.seq_len < 2) return fmt_err("E_CONFIG", "seqLen must be >= 2 (got %d)", p.seq_len);
     if (p.targets.empty()) return fmt_err("E_CONFIG", "lora.targets is empty");
+    if (p.micro_batch < 1 || p.micro_batch > 1024) return fmt_err("E_CONFIG", "microBatch must be an integer in [1, 1024] windows per graph (got %d)", p.micro_batch);
+    if (p.loss_chunk < 0) return fmt_err("E_CONFIG", "lossChunk must be >= 0 output rows per loss chunk (0 = one chunk; got %d)", p.loss_chunk);
     for (const auto & tg : p.targets) {
         bool known = false;
         for (const char * k : k_all_targets) known = known || tg == k;
@@ -808,6 +1044,29 @@ static std::string ov_setup_row_ids(ov_trainer * t) {
     return "";
 }
 
+static void ov_fill_hparams(ov_trainer * t) {
+    llama_model & M = *t->model;
+    const llama_hparams & hp = M.hparams;
+    ov_hparams & h = t->hp;
+    h.n_embd = hp.n_embd;
+    h.n_head = hp.n_head(0);
+    h.n_head_kv = hp.n_head_kv(0);
+    h.hd = hp.n_embd_head_k(0);
+    h.n_layer = hp.n_layer();
+    h.n_rot = (int) hp.n_rot(0);
+    h.eps = hp.f_norm_rms_eps;
+    h.rope_type = llama_model_rope_type(t->model);
+    h.freq_base = hp.rope_freq_base_train;
+    h.freq_scale = hp.rope_freq_scale_train;
+    h.n_ctx_orig = (int) (hp.n_ctx_orig_yarn ? hp.n_ctx_orig_yarn : hp.n_ctx_train);
+    // as llama_context derives them for non-YaRN models (YaRN/LongRoPE are refused at open)
+    h.attn_factor = hp.yarn_attn_factor * hp.rope_attn_factor;
+    h.beta_fast = hp.yarn_beta_fast;
+    h.beta_slow = hp.yarn_beta_slow;
+    h.kq_scale = (M.arch == LLM_ARCH_LLAMA && hp.f_attention_scale != 0.0f) ? hp.f_attention_scale : 1.0f / sqrtf((float) h.hd);
+    t->B = t->params.micro_batch;
+}
+
 static void ov_fill_info(ov_trainer * t, const std::vector<ggml_type> & wtypes, ov_model_info * info) {
     llama_model & M = *t->model;
     const llama_hparams & hp = M.hparams;
@@ -867,14 +1126,14 @@ std::string ov_trainer_open(const ov_open_params & p, ov_trainer ** out, ov_mode
         ov_init_loras(t);
         err = ov_setup_row_ids(t);
     }
-    if (err.empty()) err = ov_build_graphs(t);
+    if (err.empty()) {
+        ov_fill_hparams(t);
+        err = ov_build_graphs(t);
+    }
     if (!err.empty()) {
         ov_trainer_free(t);
         return err;
     }
-
-    t->labels_host.assign((size_t) t->n_vocab * t->T, 0.0f);
-    t->mask_host.assign((size_t) t->T * t->T, 0.0f);
     if (info) ov_fill_info(t, wtypes, info);
     *out = t;
     return "";
@@ -885,6 +1144,8 @@ void ov_trainer_free(ov_trainer * t) {
     if (t->sched) ggml_backend_sched_free(t->sched);
     for (auto & kv : t->graphs) ov_graph_free(kv.second);
     if (t->ctx_opt) ggml_free(t->ctx_opt);
+    if (t->buf_ckpt) ggml_backend_buffer_free(t->buf_ckpt);
+    if (t->ctx_ckpt) ggml_free(t->ctx_ckpt);
     for (auto * b : t->bufs_param) ggml_backend_buffer_free(b);
     for (auto * b : t->bufs_grad) ggml_backend_buffer_free(b);
     for (auto * b : t->bufs_moment) ggml_backend_buffer_free(b);
@@ -926,44 +1187,83 @@ static std::string ov_check_window(ov_trainer * t, const ov_window & w, int64_t 
     return "";
 }
 
-// positions restart at each segment, attention is causal and stays inside the segment; the
-// trained positions (in order, padded with position 0 / mask 0) are the graph's output rows
-static void ov_set_inputs(ov_trainer * t, ov_graph * G, const ov_window & w, float loss_scale) {
-    const int64_t T = t->T, V = t->n_vocab, n_out = G->n_out;
-    std::vector<int32_t> pos(T);
-    const bool segs = !w.segments.empty();
-    for (int64_t i = 0; i < T; ++i) {
-        if (i == 0 || (segs && w.segments[i] != w.segments[i - 1])) pos[i] = 0;
-        else pos[i] = pos[i - 1] + 1;
-    }
+// One micro-batch of b windows on the host: tokens, positions (restarting at each segment) and
+// labels of every position (window w's position i is row w*T + i), the trained rows in order
+// with their labels, and the attention mask [T, T, 1, b] in t->mask_host (causal, inside the
+// segment, per window: packed samples and windows never see each other).
+struct ov_batch {
+    int64_t b = 0, n_kept = 0;
+    std::vector<int32_t> tokens, pos, labels;
+    std::vector<int32_t> rows, row_labels;
+};
+
+static void ov_make_batch(ov_trainer * t, const std::vector<const ov_window *> & ws, ov_batch * bt) {
+    const int64_t T = t->T, b = (int64_t) ws.size();
+    bt->b = b;
+    bt->tokens.resize((size_t) (T * b));
+    bt->pos.resize((size_t) (T * b));
+    bt->labels.resize((size_t) (T * b));
+    bt->rows.clear();
+    bt->row_labels.clear();
+    t->mask_host.resize((size_t) (T * T * b));
     const float ninf = -INFINITY;
-    for (int64_t iq = 0; iq < T; ++iq) {
-        float * row = t->mask_host.data() + iq * T;
-        for (int64_t ik = 0; ik < T; ++ik) {
-            const bool ok = ik <= iq && (!segs || w.segments[ik] == w.segments[iq]);
-            row[ik] = ok ? 0.0f : ninf;
+    for (int64_t iw = 0; iw < b; ++iw) {
+        const ov_window & w = *ws[(size_t) iw];
+        const bool segs = !w.segments.empty();
+        int32_t * pos = bt->pos.data() + iw * T;
+        for (int64_t i = 0; i < T; ++i) {
+            if (i == 0 || (segs && w.segments[i] != w.segments[i - 1])) pos[i] = 0;
+            else pos[i] = pos[i - 1] + 1;
+            bt->tokens[(size_t) (iw * T + i)] = w.tokens[i];
+            bt->labels[(size_t) (iw * T + i)] = w.labels[i];
+            if (w.labels[i] >= 0) {
+                bt->rows.push_back((int32_t) (iw * T + i));
+                bt->row_labels.push_back(w.labels[i]);
+            }
+        }
+        for (int64_t iq = 0; iq < T; ++iq) {
+            float * row = t->mask_host.data() + (iw * T + iq) * T;
+            for (int64_t ik = 0; ik < T; ++ik) {
+                const bool ok = ik <= iq && (!segs || w.segments[ik] == w.segments[iq]);
+                row[ik] = ok ? 0.0f : ninf;
+            }
         }
     }
-    std::vector<int32_t> out_ids(n_out, 0);
-    std::vector<float> rowmask(n_out, 0.0f);
-    std::fill(t->labels_host.begin(), t->labels_host.begin() + (size_t) V * n_out, 0.0f);
-    int64_t j = 0;
-    for (int64_t i = 0; i < T; ++i) {
-        if (n_out == T) {  // full graph: row i is position i
-            if (w.labels[i] >= 0) { rowmask[i] = 1.0f; t->labels_host[(size_t) i * V + w.labels[i]] = 1.0f; }
-            out_ids[i] = (int32_t) i;
-        } else if (w.labels[i] >= 0) {
-            out_ids[j] = (int32_t) i;
-            rowmask[j] = 1.0f;
-            t->labels_host[(size_t) j * V + w.labels[i]] = 1.0f;
-            ++j;
+    bt->n_kept = (int64_t) bt->rows.size();
+}
+
+static void ov_set_attn_inputs(ov_trainer * t, ov_graph * G, const ov_batch & bt) {
+    const int64_t N = t->T * bt.b;
+    if (G->inp_tokens) ggml_backend_tensor_set(G->inp_tokens, bt.tokens.data(), 0, N * sizeof(int32_t));
+    ggml_backend_tensor_set(G->inp_pos, bt.pos.data(), 0, N * sizeof(int32_t));
+    ggml_backend_tensor_set(G->inp_mask, t->mask_host.data(), 0, (size_t) (N * t->T) * sizeof(float));
+}
+
+// The head's rows: the batch's trained rows [first, first + n_out), padded with row 0 / mask 0;
+// a monolithic graph of every position (n_out == T*b, no gather) takes row i = position i.
+static void ov_set_head_inputs(ov_trainer * t, ov_graph * G, const ov_batch & bt, int64_t first, float loss_scale) {
+    const int64_t V = t->n_vocab, n_out = G->n_out, N = t->T * bt.b;
+    const bool all = G->kind == OV_G_MONO && n_out == N;
+    if ((int64_t) t->labels_host.size() < V * n_out) t->labels_host.resize((size_t) (V * n_out));
+    std::fill(t->labels_host.begin(), t->labels_host.begin() + (size_t) (V * n_out), 0.0f);
+    std::vector<int32_t> out_ids((size_t) n_out, 0);
+    std::vector<float> rowmask((size_t) n_out, 0.0f);
+    for (int64_t j = 0; j < n_out; ++j) {
+        int32_t label = -1;
+        if (all) {
+            out_ids[(size_t) j] = (int32_t) j;
+            label = bt.labels[(size_t) j];
+        } else if (first + j < bt.n_kept) {
+            out_ids[(size_t) j] = bt.rows[(size_t) (first + j)];
+            label = bt.row_labels[(size_t) (first + j)];
+        }
+        if (label >= 0) {
+            rowmask[(size_t) j] = 1.0f;
+            t->labels_host[(size_t) (j * V + label)] = 1.0f;
         }
     }
-    ggml_backend_tensor_set(G->inp_tokens, w.tokens.data(), 0, T * sizeof(int32_t));
-    ggml_backend_tensor_set(G->inp_pos, pos.data(), 0, T * sizeof(int32_t));
-    ggml_backend_tensor_set(G->inp_mask, t->mask_host.data(), 0, t->mask_host.size() * sizeof(float));
-    if (n_out < T) ggml_backend_tensor_set(G->inp_out_ids, out_ids.data(), 0, n_out * sizeof(int32_t));
-    ggml_backend_tensor_set(G->inp_labels, t->labels_host.data(), 0, (size_t) V * n_out * sizeof(float));
+    if (!all) ggml_backend_tensor_set(G->inp_out_ids, out_ids.data(), 0, n_out * sizeof(int32_t));
+    ggml_backend_tensor_set(G->inp_labels, t->labels_host.data(), 0, (size_t) (V * n_out) * sizeof(float));
     ggml_backend_tensor_set(G->inp_rowmask, rowmask.data(), 0, n_out * sizeof(float));
     ggml_backend_tensor_set(G->inp_loss_scale, &loss_scale, 0, sizeof(float));
 }
@@ -999,18 +1299,15 @@ static bool ov_sched_alloc(ov_trainer * t, ggml_context * ctx, ggml_cgraph * g) 
     return ggml_backend_sched_alloc_graph(t->sched, g);
 }
 
-// backward: run the forward+backward graph, else forward only. The loss value is
-// sum(CE over trained positions) / n_norm.
-static std::string ov_run_window(ov_trainer * t, const ov_window & w, int64_t n_kept, double n_norm, bool backward, float * loss_out) {
-    ov_graph * G = nullptr;
-    std::string e = ov_get_graph(t, ov_bucket(t->T, n_kept), &G);
-    if (!e.empty()) return e;
-    ggml_cgraph * g = backward ? G->gb : G->gf;
-    if (!ov_sched_alloc(t, G->ctx, g)) {
-        return fmt_err("E_OOM", "cannot allocate the compute graph");
-    }
-    ov_set_inputs(t, G, w, (float) ((double) G->n_out / n_norm));
-    if (backward) {
+// one graph evaluation: allocated as on a fresh trainer (ov_sched_alloc), inputs set by the
+// caller in between, cancellable (abort / eval callback)
+static std::string ov_alloc(ov_trainer * t, ov_graph * G, ggml_cgraph * g) {
+    if (!ov_sched_alloc(t, G->ctx, g)) return fmt_err("E_OOM", "cannot allocate the compute graph");
+    return "";
+}
+
+static std::string ov_compute(ov_trainer * t, ov_graph * G, ggml_cgraph * g) {
+    if (g == G->gb && G->loss_grad) {
         const float one = 1.0f;
         ggml_backend_tensor_set(G->loss_grad, &one, 0, sizeof(float));
     }
@@ -1020,8 +1317,87 @@ static std::string ov_run_window(ov_trainer * t, const ov_window & w, int64_t n_
     t->abort_enabled.store(false);
     if (st == GGML_STATUS_ABORTED || (!t->abort_native && t->cancel.load())) return fmt_err("E_CANCELLED", "cancelled");
     if (st != GGML_STATUS_SUCCESS) return fmt_err("E_COMPUTE", "graph compute failed (status %d)", (int) st);
-    if (loss_out) ggml_backend_tensor_get(G->loss, loss_out, 0, sizeof(float));
     return "";
+}
+
+// Monolithic: one graph for the micro-batch (forward + loss, and backward when asked). The loss
+// value is sum(CE over trained positions) / n_norm.
+static std::string ov_run_mono(ov_trainer * t, const ov_batch & bt, double n_norm, bool backward, double * loss_out) {
+    ov_graph * G = nullptr;
+    std::string e = ov_get_graph(t, OV_G_MONO, bt.b, ov_bucket(t->T * bt.b, bt.n_kept), -1, &G);
+    if (!e.empty()) return e;
+    ggml_cgraph * g = backward ? G->gb : G->gf;
+    e = ov_alloc(t, G, g);
+    if (!e.empty()) return e;
+    ov_set_attn_inputs(t, G, bt);
+    ov_set_head_inputs(t, G, bt, 0, (float) ((double) G->n_out / n_norm));
+    e = ov_compute(t, G, g);
+    if (!e.empty()) return e;
+    float l = 0.0f;
+    ggml_backend_tensor_get(G->loss, &l, 0, sizeof(float));
+    *loss_out = l;
+    return "";
+}
+
+// Checkpointed: forward (writes X[0..L]), the loss head chunk by chunk (each adds its part of
+// d loss / d X[L] into D), then layer L-1 .. 0 recomputed from X[l], each reading d loss / d X[l+1]
+// and writing d loss / d X[l] (layer 0 writes none) while accumulating its LoRA gradients.
+static std::string ov_run_ckpt(ov_trainer * t, const ov_batch & bt, double n_norm, bool backward, double * loss_out) {
+    const int64_t b = bt.b, L = t->hp.n_layer;
+    ov_graph * G = nullptr;
+    std::string e = ov_get_graph(t, OV_G_FWD, b, 0, -1, &G);
+    if (e.empty()) e = ov_alloc(t, G, G->gf);
+    if (!e.empty()) return e;
+    ov_set_attn_inputs(t, G, bt);
+    e = ov_compute(t, G, G->gf);
+    if (!e.empty()) return e;
+
+    const int64_t C = ov_head_rows(t, b, bt.n_kept);
+    e = ov_get_graph(t, OV_G_HEAD, b, C, -1, &G);
+    if (!e.empty()) return e;
+    if (backward) {
+        ggml_tensor * d = ov_ckpt_d(t, b, L);
+        ggml_backend_tensor_memset(d, 0, 0, ggml_nbytes(d));
+    }
+    double loss = 0.0;
+    for (int64_t first = 0; first < bt.n_kept; first += C) {
+        ggml_cgraph * g = backward ? G->gb : G->gf;
+        e = ov_alloc(t, G, g);
+        if (!e.empty()) return e;
+        ov_set_head_inputs(t, G, bt, first, (float) ((double) C / n_norm));
+        e = ov_compute(t, G, g);
+        if (!e.empty()) return e;
+        float l = 0.0f;
+        ggml_backend_tensor_get(G->loss, &l, 0, sizeof(float));
+        loss += l;
+    }
+    *loss_out = loss;
+    if (!backward) return "";
+    for (int64_t il = L - 1; il >= 0; --il) {
+        e = ov_get_graph(t, OV_G_LAYER, b, 0, il, &G);
+        if (e.empty()) e = ov_alloc(t, G, G->gb);
+        if (!e.empty()) return e;
+        ov_set_attn_inputs(t, G, bt);
+        e = ov_compute(t, G, G->gb);
+        if (!e.empty()) return e;
+    }
+    return "";
+}
+
+static std::string ov_run_batch(ov_trainer * t, const ov_batch & bt, double n_norm, bool backward, double * loss) {
+    return t->params.checkpointing ? ov_run_ckpt(t, bt, n_norm, backward, loss) : ov_run_mono(t, bt, n_norm, backward, loss);
+}
+
+// the windows with trained tokens, in order, in micro-batches of up to B (the last may be smaller:
+// it gets its own graph of that many windows, no padding windows)
+static std::vector<std::vector<const ov_window *>> ov_micro_batches(ov_trainer * t, const std::vector<ov_window> & ws, const std::vector<int64_t> & kept) {
+    std::vector<std::vector<const ov_window *>> r;
+    for (size_t i = 0; i < ws.size(); ++i) {
+        if (kept[i] == 0) continue;
+        if (r.empty() || (int64_t) r.back().size() == t->B) r.emplace_back();
+        r.back().push_back(&ws[i]);
+    }
+    return r;
 }
 
 // the AdamW graph: never aborted, so an update is applied completely or not at all
@@ -1072,10 +1448,11 @@ std::string ov_trainer_step(ov_trainer * t, const std::vector<ov_window> & mbs, 
     // defect 1: zero the accumulators at the start of every accumulation cycle (moments untouched)
     for (auto * b : t->bufs_grad) ggml_backend_buffer_clear(b, 0);
     double loss = 0.0;
-    for (size_t i = 0; i < mbs.size(); ++i) {
-        if (kept[i] == 0) continue;
-        float l = 0.0f;
-        std::string e = ov_run_window(t, mbs[i], kept[i], (double) n_step, /*backward =*/ true, &l);
+    ov_batch bt;
+    for (const auto & group : ov_micro_batches(t, mbs, kept)) {
+        ov_make_batch(t, group, &bt);
+        double l = 0.0;
+        std::string e = ov_run_batch(t, bt, (double) n_step, /*backward =*/ true, &l);
         if (!e.empty()) return e;
         loss += l;
     }
@@ -1110,8 +1487,10 @@ std::string ov_trainer_grad(ov_trainer * t, const ov_window & w, ov_step_result 
     if (!e.empty()) return e;
     if (kept == 0) return fmt_err("E_NO_TOKENS", "no trained tokens in this window");
     for (auto * b : t->bufs_grad) ggml_backend_buffer_clear(b, 0);
-    float l = 0.0f;
-    e = ov_run_window(t, w, kept, (double) kept, /*backward =*/ true, &l);
+    ov_batch bt;
+    ov_make_batch(t, { &w }, &bt);
+    double l = 0.0;
+    e = ov_run_batch(t, bt, (double) kept, /*backward =*/ true, &l);
     if (!e.empty()) return e;
     double norm = 0.0;
     e = ov_grad_norm(t, &norm);
@@ -1125,16 +1504,19 @@ std::string ov_trainer_grad(ov_trainer * t, const ov_window & w, ov_step_result 
 std::string ov_trainer_eval(ov_trainer * t, const std::vector<ov_window> & ws, double * loss_sum, int64_t * n_trained) {
     *loss_sum = 0.0;
     *n_trained = 0;
-    for (const auto & w : ws) {
-        int64_t kept = 0;
-        std::string e = ov_check_window(t, w, &kept);
+    std::vector<int64_t> kept(ws.size());
+    for (size_t i = 0; i < ws.size(); ++i) {
+        std::string e = ov_check_window(t, ws[i], &kept[i]);
         if (!e.empty()) return e;
-        if (kept == 0) continue;
-        float l = 0.0f;
-        e = ov_run_window(t, w, kept, 1.0, /*backward =*/ false, &l);   // value = sum of CE over kept tokens
+    }
+    ov_batch bt;
+    for (const auto & group : ov_micro_batches(t, ws, kept)) {
+        ov_make_batch(t, group, &bt);
+        double l = 0.0;
+        std::string e = ov_run_batch(t, bt, 1.0, /*backward =*/ false, &l);   // value = sum of CE over kept tokens
         if (!e.empty()) return e;
         *loss_sum += l;
-        *n_trained += kept;
+        *n_trained += bt.n_kept;
     }
     return "";
 }
@@ -1369,45 +1751,64 @@ static bool ov_is_view_op(ggml_op op) {
     return op == GGML_OP_NONE || op == GGML_OP_VIEW || op == GGML_OP_RESHAPE || op == GGML_OP_PERMUTE || op == GGML_OP_TRANSPOSE;
 }
 
+// Plans every graph of one full micro-batch (B windows, every position trained) and sums their
+// nodes, splits and routed products: the monolithic training graph, or with checkpointing the
+// forward, one loss-head chunk and every layer's backward graph.
 std::string ov_trainer_placement(ov_trainer * t, ov_placement * out) {
     *out = ov_placement{};
+    std::vector<std::pair<ov_graph *, ggml_cgraph *>> gs;
+    const int64_t N = t->T * t->B;
     ov_graph * G = nullptr;
-    std::string e = ov_get_graph(t, t->T, &G);
+    std::string e;
+    if (t->params.checkpointing) {
+        e = ov_get_graph(t, OV_G_FWD, t->B, 0, -1, &G);
+        if (e.empty()) { gs.emplace_back(G, G->gf); e = ov_get_graph(t, OV_G_HEAD, t->B, ov_head_rows(t, t->B, N), -1, &G); }
+        if (e.empty()) gs.emplace_back(G, G->gb);
+        for (int64_t il = 0; e.empty() && il < t->hp.n_layer; ++il) {
+            e = ov_get_graph(t, OV_G_LAYER, t->B, 0, il, &G);
+            if (e.empty()) gs.emplace_back(G, G->gb);
+        }
+    } else {
+        e = ov_get_graph(t, OV_G_MONO, t->B, N, -1, &G);
+        if (e.empty()) gs.emplace_back(G, G->gb);
+    }
     if (!e.empty()) return e;
-    if (!ov_sched_alloc(t, G->ctx, G->gb)) return fmt_err("E_OOM", "cannot allocate the training graph");
     const bool gpu = t->backends.size() > 1;
     std::map<std::string, int64_t> per;
     std::map<std::pair<std::string, std::string>, int64_t> cpu;
-    for (int i = 0; i < ggml_graph_n_nodes(G->gb); ++i) {
-        ggml_tensor * n = ggml_graph_node(G->gb, i);
-        if (ov_is_view_op(n->op)) continue;
-        ggml_backend_t be = ggml_backend_sched_get_tensor_backend(t->sched, n);
-        per[be ? ggml_backend_name(be) : "?"]++;
-        out->n_nodes++;
-        if (!gpu || be != t->backend_cpu) continue;
-        std::string op = ggml_op_desc(n);
-        for (int j = 0; j < GGML_MAX_SRC && n->src[j]; ++j) op += (j ? "," : " (") + std::string(ggml_type_name(n->src[j]->type));
-        op += n->src[0] ? ")" : "";
-        std::string reason;
-        for (auto * b : t->backends) {
-            if (b == t->backend_cpu) continue;
-            if (!ggml_backend_supports_op(b, n)) {
-                reason = std::string("not supported by ") + ggml_backend_name(b);
-                break;
+    for (auto & pg : gs) {
+        if (!ov_sched_alloc(t, pg.first->ctx, pg.second)) return fmt_err("E_OOM", "cannot allocate the training graph");
+        out->n_splits += ggml_backend_sched_get_n_splits(t->sched);
+        if (pg.second == pg.first->gb) out->n_routed += pg.first->n_routed;
+        for (int i = 0; i < ggml_graph_n_nodes(pg.second); ++i) {
+            ggml_tensor * n = ggml_graph_node(pg.second, i);
+            if (ov_is_view_op(n->op)) continue;
+            ggml_backend_t be = ggml_backend_sched_get_tensor_backend(t->sched, n);
+            per[be ? ggml_backend_name(be) : "?"]++;
+            out->n_nodes++;
+            if (!gpu || be != t->backend_cpu) continue;
+            std::string op = ggml_op_desc(n);
+            for (int j = 0; j < GGML_MAX_SRC && n->src[j]; ++j) op += (j ? "," : " (") + std::string(ggml_type_name(n->src[j]->type));
+            op += n->src[0] ? ")" : "";
+            std::string reason;
+            for (auto * b : t->backends) {
+                if (b == t->backend_cpu) continue;
+                if (!ggml_backend_supports_op(b, n)) {
+                    reason = std::string("not supported by ") + ggml_backend_name(b);
+                    break;
+                }
             }
+            if (reason.empty()) {
+                const bool host_weight = n->op == GGML_OP_GET_ROWS && n->src[0]->buffer && ggml_backend_buffer_is_host(n->src[0]->buffer) &&
+                                         ggml_backend_buffer_get_usage(n->src[0]->buffer) == GGML_BACKEND_BUFFER_USAGE_WEIGHTS;
+                reason = host_weight ? "input embedding lookup: llama.cpp keeps the token embeddings in host memory"
+                                     : "supported by the GPU backend, scheduled on the CPU (its inputs live there)";
+            }
+            cpu[{ op, reason }]++;
         }
-        if (reason.empty()) {
-            const bool host_weight = n->op == GGML_OP_GET_ROWS && n->src[0]->buffer && ggml_backend_buffer_is_host(n->src[0]->buffer) &&
-                                     ggml_backend_buffer_get_usage(n->src[0]->buffer) == GGML_BACKEND_BUFFER_USAGE_WEIGHTS;
-            reason = host_weight ? "input embedding lookup: llama.cpp keeps the token embeddings in host memory"
-                                 : "supported by the GPU backend, scheduled on the CPU (its inputs live there)";
-        }
-        cpu[{ op, reason }]++;
     }
     for (auto & kv : per) out->nodes.emplace_back(kv.first, kv.second);
     for (auto & kv : cpu) out->cpu_ops.push_back({ kv.first.first, kv.first.second, kv.second });
-    out->n_splits = ggml_backend_sched_get_n_splits(t->sched);
-    out->n_routed = t->n_routed;
     return "";
 }
 
@@ -1423,6 +1824,7 @@ void ov_trainer_memory(ov_trainer * t, std::vector<ov_memory_entry> * out) {
     for (auto * v : { &t->bufs_param, &t->bufs_grad, &t->bufs_moment }) {
         for (auto * b : *v) m[ov_buft_device(ggml_backend_buffer_get_type(b))].lora += (int64_t) ggml_backend_buffer_get_size(b);
     }
+    if (t->buf_ckpt) m[ov_buft_device(ggml_backend_buffer_get_type(t->buf_ckpt))].checkpoint += (int64_t) ggml_backend_buffer_get_size(t->buf_ckpt);
     if (t->sched) {
         for (auto * be : t->backends) {
             m[ov_buft_device(ggml_backend_get_default_buffer_type(be))].compute += (int64_t) ggml_backend_sched_get_buffer_size(t->sched, be);

@@ -46,6 +46,17 @@ struct ov_open_params {
     // 0 = auto (the graph-level route where the weight lives on a non-CPU backend, OUT_PROD on
     // the CPU), 1 = always the graph-level route, 2 = always OUT_PROD (ggml's autodiff as is).
     int32_t  backward_route = 0;
+    // Memory layout of the step (issue #11; docs/native.md "Memory"):
+    // checkpointing: false = one graph per micro-batch (forward + loss + backward, every layer's
+    // activations alive at once; fastest when it fits); true = keep each layer's input in a
+    // persistent buffer, forward in one graph that frees as it goes, the loss head in chunks,
+    // then one backward graph per layer that recomputes that layer from its input.
+    bool     checkpointing = false;
+    // output rows per loss-head chunk in the checkpointed path (0 = one chunk of the whole
+    // bucket); the monolithic path keeps its head in its one graph (its activations are alive anyway)
+    int32_t  loss_chunk = 0;
+    // windows per graph evaluation (>= 1): a step's windows are evaluated in groups of this many
+    int32_t  micro_batch = 0;
 };
 
 struct ov_model_info {
@@ -120,7 +131,8 @@ struct ov_placement {
 std::string ov_trainer_placement(ov_trainer * t, ov_placement * out);
 // The trainer's own buffers per device (bytes): model weights, LoRA (params + accumulators +
 // AdamW moments), and the scheduler's compute buffer (the largest graph planned so far).
-struct ov_memory_entry { std::string device; int64_t weights = 0, lora = 0, compute = 0; };
+// checkpoint = the checkpointed path's persistent layer inputs and layer-gradient buffers.
+struct ov_memory_entry { std::string device; int64_t weights = 0, lora = 0, compute = 0, checkpoint = 0; };
 void        ov_trainer_memory(ov_trainer * t, std::vector<ov_memory_entry> * out);
 // Peak dense matmul throughput of the CPU backend, measured with ggml (GFLOP/s).
 double      ov_bench_matmul_gflops(int n, int n_threads, int reps);

@@ -49,6 +49,20 @@ export interface OpenOptions {
    * on the CPU; 'dequant' / 'outprod' force one route everywhere (tests, benchmarks).
    */
   backwardRoute: BackwardRoute;
+  /**
+   * Activation checkpointing (docs/native.md "Memory"): false = one graph per micro-batch with
+   * every layer's activations alive (fastest when it fits); true = keep each layer's input,
+   * recompute one layer at a time in the backward pass (about one extra forward pass).
+   */
+  checkpointing: boolean;
+  /**
+   * Output rows per loss-head chunk when checkpointing (>= 0; 0 = the whole micro-batch's rows in
+   * one chunk): the vocabulary-sized buffers hold lossChunk rows instead of every trained row.
+   * Without checkpointing the head stays in the one graph and this value is not used.
+   */
+  lossChunk: number;
+  /** Windows evaluated together in one graph (>= 1); a step's windows go in groups of this many. */
+  microBatch: number;
   /** Which addon (ggml build) trains: default OVERNIGHT_TRAINER_BACKEND, else 'cpu'. */
   backend?: TrainerBackend;
 }
@@ -110,6 +124,8 @@ export interface MemoryEntry {
   lora: number;
   /** The scheduler's compute buffer (sized for the largest graph planned so far). */
   compute: number;
+  /** Checkpointing: every layer's input and the two layer-gradient buffers (0 without). */
+  checkpoint: number;
 }
 
 /** Where the full-length training graph runs (forward + backward + accumulation). */
@@ -264,6 +280,9 @@ export class Trainer {
       threads: o.threads,
       gpuLayers: o.gpuLayers,
       backwardRoute: o.backwardRoute,
+      checkpointing: o.checkpointing,
+      lossChunk: o.lossChunk,
+      microBatch: o.microBatch,
       backend,
     };
   }
@@ -284,6 +303,24 @@ export class Trainer {
       if (!Number.isInteger(opt[k]) || opt[k] < 0) {
         throw new NativeError('E_CONFIG', `${k} must be a non-negative integer (got ${opt[k]})`);
       }
+    }
+    if (typeof opt.checkpointing !== 'boolean') {
+      throw new NativeError(
+        'E_CONFIG',
+        `checkpointing must be true or false (got ${String(opt.checkpointing)})`,
+      );
+    }
+    if (!Number.isInteger(opt.lossChunk) || opt.lossChunk < 0) {
+      throw new NativeError(
+        'E_CONFIG',
+        `lossChunk must be a non-negative integer number of output rows per loss chunk, 0 = one chunk (got ${String(opt.lossChunk)})`,
+      );
+    }
+    if (!Number.isInteger(opt.microBatch) || opt.microBatch < 1 || opt.microBatch > 1024) {
+      throw new NativeError(
+        'E_CONFIG',
+        `microBatch must be an integer number of windows per graph in [1, 1024] (got ${String(opt.microBatch)})`,
+      );
     }
     if (typeof opt.alpha !== 'number' || !(opt.alpha > 0)) {
       throw new NativeError('E_CONFIG', `alpha must be a number > 0 (got ${opt.alpha})`);

@@ -10,11 +10,18 @@
 // GPU), BENCH_PACKING=0 to skip packing, BENCH_ROUTE=auto|dequant|outprod (the backward route
 // through frozen weights, native/src/trainer.cpp ov_route_backward), BENCH_SMALL=1 for a 256-emb,
 // 2-layer model at sequence 128 (software Vulkan is ~30x slower than the CPU).
+// BENCH_LAYOUTS (default "mono"): the trainer's memory layouts to compare (issue #11), comma-
+// separated `mono|ckpt[:lossChunk[:microBatch]]`, e.g. "mono,ckpt:64,ckpt:64:2,ckpt:64:4"; each
+// row runs in a fresh child process (so its peak RSS is its own) and each step trains microBatch
+// windows (one graph evaluation per step). BENCH_INTERLEAVE=1 times the layouts round-robin in
+// one process instead (the same load for each; each child then only measures memory).
 // Backend: `npm run bench:train -- --backend vulkan|cuda|metal|cpu` (default cpu) loads that
 // addon (npm run build:native:<backend>); every layer goes to the GPU. Each row then also shows
 // the training-graph nodes on the CPU backend (placement report) and the peak of the trainer's
 // own buffers on the GPU (weights + LoRA/optimizer + compute; on the CPU backend: in host memory).
 import { physicalCores } from '../../core/system/cpu.ts';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { TRAINER_BACKENDS, Trainer, benchMatmul, peakRss } from '../../native/ts/binding.ts';
 import { adamw, openOptions } from '../native/helpers.ts';
 import type { BackwardRoute, TrainerBackend } from '../../native/ts/binding.ts';
@@ -89,16 +96,147 @@ function fmt(n: number, d = 1): string {
   return n.toFixed(d);
 }
 
-async function main(): Promise<void> {
-  console.log(
-    `bench:train — backend ${BACKEND}, llama ${MODEL.nEmbd} emb, ${MODEL.nLayer} layers, ${MODEL.nFf} FFN, 32k vocab, seq ${SEQ}, rank ${RANK} x 7 targets, ${THREADS} threads, ${STEPS} timed steps, backward route ${ROUTE}`,
+/**
+ * A memory layout of the trainer (issue #11): `mono` or `ckpt` (activation checkpointing), then
+ * optionally `:lossChunk` and `:microBatch`, e.g. `ckpt:64:4`.
+ */
+interface Layout {
+  name: string;
+  checkpointing: boolean;
+  lossChunk: number;
+  microBatch: number;
+}
+function parseLayout(name: string): Layout {
+  const [kind, chunk = '0', mb = '1'] = name.split(':');
+  if (
+    (kind !== 'mono' && kind !== 'ckpt') ||
+    !/^\d+$/.test(chunk) ||
+    !/^\d+$/.test(mb) ||
+    mb === '0'
+  ) {
+    throw new Error(`BENCH_LAYOUTS: '${name}' is not mono|ckpt[:lossChunk[:microBatch]]`);
+  }
+  return { name, checkpointing: kind === 'ckpt', lossChunk: Number(chunk), microBatch: Number(mb) };
+}
+const LAYOUTS = (process.env.BENCH_LAYOUTS ?? 'mono').split(',').map(parseLayout);
+// BENCH_INTERLEAVE=1: time the layouts round-robin in one process (fair under a varying load);
+// the child processes then only measure memory (one step each)
+const INTERLEAVE = process.env.BENCH_INTERLEAVE === '1';
+
+interface Row {
+  type: string;
+  layout: string;
+  weights: string;
+  tps: number;
+  msPerWindow: number;
+  peakRssMiB: number;
+  trainerMiB: number;
+  computeMiB: number;
+  checkpointMiB: number;
+  cpuNodes: string;
+  routed: number;
+}
+
+/** One base type and layout, in this process (BENCH_CHILD): warm-up + STEPS timed steps. */
+async function measure(type: TinyModelType, layout: Layout): Promise<Row> {
+  const m = await tinyModel({ ...MODEL, type });
+  const tr = await Trainer.open(
+    openOptions({
+      modelPath: m.path,
+      seqLen: SEQ,
+      rank: RANK,
+      alpha: 2 * RANK,
+      threads: THREADS,
+      backend: BACKEND,
+      backwardRoute: ROUTE,
+      checkpointing: layout.checkpointing,
+      lossChunk: layout.lossChunk,
+      microBatch: layout.microBatch,
+    }),
   );
-  const peak = await benchMatmul(1024, THREADS, 5);
-  console.log(`ggml F32 matmul peak (1024^3, CPU backend): ${fmt(peak)} GFLOP/s`);
-  const fpt = flopsPerToken();
-  const rows: string[][] = [];
-  for (const type of TYPES) {
-    const m = await tinyModel({ ...MODEL, type });
+  if (BACKEND !== 'cpu' && !tr.info.backend.toLowerCase().includes(BACKEND)) {
+    console.error(
+      `  ${type}: WARNING: no ${BACKEND} device (backends: ${tr.info.backend}); this row trained on the CPU` +
+        (BACKEND === 'vulkan' ? ' (software Vulkan: GGML_VK_VISIBLE_DEVICES=0)' : ''),
+    );
+  }
+  const pl = tr.placement();
+  const cpuNodes = pl.cpuOps.reduce((n, o) => n + o.count, 0);
+  for (const o of pl.cpuOps)
+    console.error(`  ${type}: on the CPU: ${o.count} x ${o.op}: ${o.reason}`);
+  const own = () => {
+    const es = tr.memory().filter((e) => BACKEND === 'cpu' || e.device !== 'CPU');
+    return {
+      all: es.reduce((n, e) => n + e.weights + e.lora + e.compute + e.checkpoint, 0),
+      compute: es.reduce((n, e) => n + e.compute, 0),
+      checkpoint: es.reduce((n, e) => n + e.checkpoint, 0),
+    };
+  };
+  const r = rng(1);
+  // every step trains microBatch windows: one graph evaluation per step
+  const batch = () =>
+    Array.from({ length: layout.microBatch }, () => randomWindow(r, tr.info.nVocab));
+  await tr.step(batch(), adamw({ lr: 1e-4, clipNorm: 0 })); // warm-up
+  let peak = own();
+  // the fastest step: on a shared machine the load only ever slows a step down
+  let ms = Infinity;
+  for (let i = 0; i < STEPS; i++) {
+    ms = Math.min(ms, (await tr.step(batch(), adamw({ lr: 1e-4, clipNorm: 0 }))).ms);
+    const o = own();
+    if (o.all > peak.all) peak = o;
+  }
+  const msPerWindow = ms / layout.microBatch;
+  const row: Row = {
+    type,
+    layout: layout.name,
+    weights: tr.info.weightTypes.join('+'),
+    tps: SEQ / (msPerWindow / 1000),
+    msPerWindow,
+    peakRssMiB: peakRss() / 2 ** 20,
+    trainerMiB: peak.all / 2 ** 20,
+    computeMiB: peak.compute / 2 ** 20,
+    checkpointMiB: peak.checkpoint / 2 ** 20,
+    cpuNodes: BACKEND === 'cpu' ? '-' : String(cpuNodes),
+    routed: pl.nRouted,
+  };
+  tr.close();
+  return row;
+}
+
+/** Runs measure() in a fresh process, so that its peak RSS (VmHWM) is this layout's alone. */
+function child(type: TinyModelType, layout: Layout): Row {
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', fileURLToPath(import.meta.url), ...process.argv.slice(2)],
+    {
+      env: {
+        ...process.env,
+        BENCH_CHILD: JSON.stringify({ type, layout: layout.name }),
+        ...(INTERLEAVE ? { BENCH_STEPS: '0' } : {}),
+      },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 1 << 26,
+    },
+  );
+  const line = r.stdout.split('\n').find((l) => l.startsWith('BENCH_ROW '));
+  if (r.status !== 0 || !line) {
+    throw new Error(
+      `bench child ${type} ${layout.name} failed (status ${r.status}): ${r.stdout.slice(-2000)}`,
+    );
+  }
+  return JSON.parse(line.slice('BENCH_ROW '.length)) as Row;
+}
+
+/**
+ * Tokens/s of every layout under the same load: all trainers open in this process, one step of
+ * each in turn per round (warm-up round first), the fastest step per layout. On a machine shared
+ * with other work this compares layouts fairly; their memory is measured apart (child()).
+ */
+async function interleaved(type: TinyModelType): Promise<Map<string, number>> {
+  const m = await tinyModel({ ...MODEL, type });
+  const trs: { layout: Layout; tr: Trainer; r: () => number; best: number }[] = [];
+  for (const layout of LAYOUTS) {
     const tr = await Trainer.open(
       openOptions({
         modelPath: m.path,
@@ -108,58 +246,84 @@ async function main(): Promise<void> {
         threads: THREADS,
         backend: BACKEND,
         backwardRoute: ROUTE,
+        checkpointing: layout.checkpointing,
+        lossChunk: layout.lossChunk,
+        microBatch: layout.microBatch,
       }),
     );
-    if (BACKEND !== 'cpu' && !tr.info.backend.toLowerCase().includes(BACKEND)) {
-      console.log(
-        `  ${type}: WARNING: no ${BACKEND} device (backends: ${tr.info.backend}); this row trained on the CPU` +
-          (BACKEND === 'vulkan' ? ' (software Vulkan: GGML_VK_VISIBLE_DEVICES=0)' : ''),
+    trs.push({ layout, tr, r: rng(1), best: Infinity });
+  }
+  for (let round = 0; round <= STEPS; round++) {
+    for (const x of trs) {
+      const batch = Array.from({ length: x.layout.microBatch }, () =>
+        randomWindow(x.r, x.tr.info.nVocab),
       );
+      const ms = (await x.tr.step(batch, adamw({ lr: 1e-4, clipNorm: 0 }))).ms;
+      if (round > 0) x.best = Math.min(x.best, ms / x.layout.microBatch);
     }
-    const pl = tr.placement();
-    const cpuNodes = pl.cpuOps.reduce((n, o) => n + o.count, 0);
-    for (const o of pl.cpuOps)
-      console.log(`  ${type}: on the CPU: ${o.count} x ${o.op}: ${o.reason}`);
-    const onDevice = () => {
-      const es = tr.memory().filter((e) => BACKEND === 'cpu' || e.device !== 'CPU');
-      return es.reduce((n, e) => n + e.weights + e.lora + e.compute, 0);
-    };
-    const r = rng(1);
-    await tr.step([randomWindow(r, tr.info.nVocab)], adamw({ lr: 1e-4, clipNorm: 0 })); // warm-up
-    let peakDev = onDevice();
-    let ms = 0;
-    for (let i = 0; i < STEPS; i++) {
-      ms += (await tr.step([randomWindow(r, tr.info.nVocab)], adamw({ lr: 1e-4, clipNorm: 0 }))).ms;
-      peakDev = Math.max(peakDev, onDevice());
+  }
+  const out = new Map<string, number>();
+  for (const x of trs) {
+    out.set(x.layout.name, x.best);
+    x.tr.close();
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const childSpec = process.env.BENCH_CHILD;
+  if (childSpec) {
+    const { type, layout } = JSON.parse(childSpec) as { type: TinyModelType; layout: string };
+    console.log('BENCH_ROW ' + JSON.stringify(await measure(type, parseLayout(layout))));
+    return;
+  }
+  console.log(
+    `bench:train — backend ${BACKEND}, llama ${MODEL.nEmbd} emb, ${MODEL.nLayer} layers, ${MODEL.nFf} FFN, 32k vocab, seq ${SEQ}, rank ${RANK} x 7 targets, ${THREADS} threads, ${STEPS} timed steps of microBatch windows, backward route ${ROUTE}, layouts ${LAYOUTS.map((l) => l.name).join(', ')}`,
+  );
+  const peak = await benchMatmul(1024, THREADS, 5);
+  console.log(`ggml F32 matmul peak (1024^3, CPU backend): ${fmt(peak)} GFLOP/s`);
+  const fpt = flopsPerToken();
+  const rows: string[][] = [];
+  for (const type of TYPES) {
+    const times = INTERLEAVE ? await interleaved(type) : null;
+    for (const layout of LAYOUTS) {
+      const r = child(type, layout);
+      if (times) {
+        r.msPerWindow = times.get(layout.name)!;
+        r.tps = SEQ / (r.msPerWindow / 1000);
+      }
+      const gflops = (r.tps * fpt) / 1e9;
+      rows.push([
+        type,
+        r.weights,
+        r.layout,
+        fmt(r.tps),
+        fmt(r.msPerWindow, 0),
+        fmt(r.peakRssMiB, 0),
+        fmt(r.trainerMiB, 0),
+        fmt(r.computeMiB, 0),
+        fmt(r.checkpointMiB, 0),
+        fmt(gflops),
+        fmt((100 * gflops) / peak),
+        r.cpuNodes,
+        String(r.routed),
+      ]);
     }
-    const msPerStep = ms / STEPS;
-    const tps = SEQ / (msPerStep / 1000);
-    const gflops = (tps * fpt) / 1e9;
-    rows.push([
-      type,
-      tr.info.weightTypes.join('+'),
-      fmt(tps),
-      fmt(msPerStep, 0),
-      fmt(peakRss() / 2 ** 20, 0),
-      fmt(gflops),
-      fmt((100 * gflops) / peak),
-      BACKEND === 'cpu' ? '-' : String(cpuNodes),
-      String(pl.nRouted),
-      fmt(peakDev / 2 ** 20, 0),
-    ]);
-    tr.close();
   }
   const head = [
     'base',
     'weights',
+    'layout',
     'tokens/s',
-    'ms/step',
+    'ms/window',
     'peak RSS MiB',
+    BACKEND === 'cpu' ? 'trainer MiB' : 'peak device MiB',
+    'compute MiB',
+    'ckpt MiB',
     'GFLOP/s',
     '% of CPU matmul peak',
     'nodes on CPU',
     'routed',
-    BACKEND === 'cpu' ? 'trainer MiB' : 'peak device MiB',
   ];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (c: string[]) => '| ' + c.map((x, i) => x.padStart(widths[i]!)).join(' | ') + ' |';
@@ -167,7 +331,7 @@ async function main(): Promise<void> {
   console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
   for (const r of rows) console.log(line(r));
   console.log(
-    `(model FLOPs per window token: ${fmt(fpt / 1e6)} M; peak RSS is the process maximum so far; routed = input gradients through the dequantize + mul_mat route; device MiB = the trainer's own buffers)`,
+    `(layout: mono|ckpt[:lossChunk[:microBatch]]; tokens/s and ms/window from the fastest timed step${INTERLEAVE ? ', layouts timed round-robin in one process' : ''}; model FLOPs per window token: ${fmt(fpt / 1e6)} M (useful work: checkpointing's recompute is not counted); peak RSS = the VmHWM of a fresh process per row; trainer MiB = the trainer's own buffers (weights + LoRA/optimizer + compute + checkpoints; on a GPU those on the device); routed = input gradients through the dequantize + mul_mat route)`,
   );
 
   if (process.env.BENCH_PACKING !== '0') {

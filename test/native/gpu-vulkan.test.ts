@@ -144,6 +144,49 @@ describe('training on the Vulkan backend', { skip: skip ?? false }, () => {
     });
   }
 
+  // Issue #11 on the GPU: checkpointing (forward, loss-head chunks, one backward graph per
+  // layer), 2 windows per graph and loss chunks of 8 rows: every graph on the device but the
+  // embedding lookup, the checkpoints in device memory, and the same losses as the CPU backend's
+  // monolithic graph.
+  test('q4_0 checkpointed, microBatch 2, lossChunk 8: no node on the CPU, losses = the CPU monolithic ones (1e-3)', async () => {
+    const pairs = [0, 1, 2].map((i) => [
+      randomWindow(SEQ, 200 + i, { maskFirst: 3 }),
+      randomWindow(SEQ, 300 + i, { maskFirst: 9 }),
+    ]);
+    const vk = await open('q4_0', GPU, { checkpointing: true, microBatch: 2, lossChunk: 8 });
+    let vkLoss: number[];
+    try {
+      const pl = vk.placement();
+      const onCpu = pl.cpuOps.filter((o) => !o.reason.startsWith('input embedding lookup'));
+      assert.deepEqual(
+        onCpu,
+        [],
+        `checkpointed graphs' nodes on the CPU: ${JSON.stringify(onCpu)}`,
+      );
+      assert.ok((pl.nodes.CPU ?? 0) <= 1, `CPU nodes: ${JSON.stringify(pl.nodes)}`);
+      const mem = vk.memory().find((e) => GPU_RE.test(e.device));
+      assert.ok(mem && mem.checkpoint > 0, JSON.stringify(vk.memory()));
+      vkLoss = await losses(vk, pairs);
+    } finally {
+      vk.close();
+    }
+    const cpu = await open('q4_0', 'cpu');
+    let cpuLoss: number[];
+    try {
+      cpuLoss = await losses(cpu, pairs);
+    } finally {
+      cpu.close();
+    }
+    console.log(`checkpointed: vulkan ${vkLoss.join(', ')} / cpu ${cpuLoss.join(', ')}`);
+    for (let i = 0; i < cpuLoss.length; i++) {
+      const d = Math.abs(vkLoss[i]! - cpuLoss[i]!) / Math.abs(cpuLoss[i]!);
+      assert.ok(
+        d < 1e-3,
+        `loss ${i}: vulkan ${vkLoss[i]} vs cpu ${cpuLoss[i]} (${d.toExponential(2)})`,
+      );
+    }
+  });
+
   // Directional finite differences: single-entry differences drown in the GPU's reduced-precision
   // matmuls (ggml-vulkan computes F32 products through F16 shaders where the device has them),
   // so each LoRA tensor is moved as a whole, by eps along the analytic gradient g (expected

@@ -14,7 +14,8 @@ import {
 /**
  * Trainer.open options with every value explicit (the binding holds no defaults): the contract's
  * run defaults (rank, alpha, seed, threads, gpuLayers -> trainerGpuLayers), every LoRA target, the
- * 'auto' backward route; a test overrides what it is about.
+ * 'auto' backward route, one monolithic graph per window (no checkpointing, one loss chunk,
+ * microBatch 1); a test overrides what it is about.
  */
 export function openOptions(
   o: Pick<OpenOptions, 'modelPath' | 'seqLen'> & Partial<OpenOptions>,
@@ -28,6 +29,9 @@ export function openOptions(
     threads: runConfigDefaults.threads,
     gpuLayers: trainerGpuLayers({ backend, gpuLayers: runConfigDefaults.gpuLayers }),
     backwardRoute: 'auto',
+    checkpointing: false,
+    lossChunk: 0,
+    microBatch: 1,
     backend,
     ...o,
   };
