@@ -368,8 +368,13 @@ export const memoryVerdicts = ['fits', 'tight', 'will-not-fit'] as const;
 export const memoryEstimateSchema = z.object({
   /** Bytes the trainer is expected to hold at its peak. */
   totalBytes: z.number().nonnegative(),
-  /** Named parts of totalBytes (weights, lora, optimizer, activations, logits, kv, overhead). */
+  /**
+   * Named parts of totalBytes (core/runs/estimate.ts: weights, lora, checkpoints, compute,
+   * staging, overhead; estimates stored before issue #11 have other names).
+   */
   parts: z.record(z.string(), z.number().nonnegative()),
+  /** Whether the estimate assumes activation checkpointing. Absent in older estimates. */
+  checkpointing: z.boolean().optional(),
   /** The device it was compared with: a GPU name, or "CPU (system RAM)". */
   device: z.string(),
   deviceFreeBytes: z.number().nonnegative(),

@@ -10,7 +10,7 @@ import {
   type TrainVerdict,
 } from '../../contract/index.ts';
 import { architectureRefusal, tensorTypeRefusal } from '../models/trainability.ts';
-import { estimateBytes, memoryEstimate, type ModelDims } from '../runs/estimate.ts';
+import { memoryEstimate, type ModelDims } from '../runs/estimate.ts';
 
 /** The config the badge assumes: the schema's defaults (the Balanced preset, 512 tokens). */
 export function defaultFitConfig(): RunConfig {
@@ -34,7 +34,7 @@ export function fitFor(dims: ModelDims | null, device: Device, reason?: string):
   const est = memoryEstimate(cfg, dims, device);
   return {
     verdict: est.verdict,
-    totalBytes: estimateBytes(cfg, dims),
+    totalBytes: est.totalBytes,
     device: est.device,
     deviceFreeBytes: est.deviceFreeBytes,
     sequenceLength: cfg.sequenceLength,

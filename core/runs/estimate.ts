@@ -1,21 +1,35 @@
 /**
  * How much memory a run will need and how many steps it will take: pure arithmetic from the
  * model's dimensions and the run config. It is not a measurement; the supervisor compares it
- * with the trainer's measured peak (`memoryBytes` of its step events) and the calibration.
+ * with the trainer's measured peak (`memoryBytes` of its step events) and the calibration, and
+ * `npm run bench:memory` checks it against the peak resident memory (VmHWM) of real training
+ * processes on generated ~0.1B / ~0.5B / ~1B Q4_K models (docs/runs.md "Memory estimate").
  *
- * Memory model (bytes; T = tokens per micro-batch = microBatch x sequenceLength, the attention
- * term per window (microBatch x H x sequenceLength^2),
- * E = embedding size, F = feed-forward size, H = attention heads, L = layers, V = vocab,
- * Ekv = K/V width = E x kvHeads / heads):
- *   weights      = the model file's tensor bytes (quantized; mmapped or copied to the device)
- *   lora         = 16 x P_lora: F32 A and B (4), their gradients (4), AdamW m and v (8),
- *                  P_lora = rank x (d_in + d_out) per target per layer
- *   activations  = L x [(9E + 3F) x T x 4 + H x T^2 x 4]: ggml-opt keeps every forward tensor
- *                  for the backward pass (no activation checkpointing), measured on CPU with a
- *                  16-layer toy (see /work/shared/notes/llama-cpp-training.md)
- *   logits       = 5 x V x T x 4: logits, mask product, one-hot labels and two gradients
- *   kv           = 2 x L x T x Ekv x 4 (F32 KV cache: training needs F32)
- *   overhead     = 64 MiB + 5% of the rest (graph metadata, scheduler copies, allocator slack)
+ * Memory model (bytes), following the trainer's buffers as docs/native.md "Memory per component"
+ * lists them. Symbols: L layers, E embedding, F feed-forward, H heads, V vocabulary,
+ * T = sequenceLength, B = microBatch (windows per graph), r = LoRA rank,
+ * P = sum over the trained (target, layer) pairs of (d_in + d_out),
+ * S = 4·T²·H·B (one layer's F32 attention scores), A = 4·T·B·(E + F) (one layer's activations),
+ * R = output rows of one loss-head evaluation: T·B without checkpointing (one chunk), with it
+ * C = min(lossChunk, T·B) (lossChunkRows below).
+ *   weights      = the model file's tensor bytes (mmapped on the CPU: every page is touched by
+ *                  the forward pass, so all of it is resident)
+ *   lora         = 16·r·P + 32 + 4·max(V, F): A and B (4), gradient accumulators (4), AdamW m
+ *                  and v (8), plus the dequantize route's row ids
+ *   checkpoints  = (L + 3)·4·E·T·B with checkpointing (each layer's input X[0..L] and two
+ *                  gradient slots), else 0
+ *   compute      = the ggml allocator's plan for the largest graph:
+ *                  without checkpointing (one monolithic graph): 12·V·R + L·(S + 4.4·A);
+ *                  with it: max(forward S + 1.7·A, head 12·V·C + 4·E·T·B,
+ *                                per-layer backward max(S + 5.2·A, 2·S + 4.6·A))
+ *   staging      = 4·V·R (one-hot labels on the host) + 4·T²·B (attention mask)
+ *   overhead     = the process's runtime, calibrated on the CPU (node + the addon + libraries:
+ *                  RUNTIME_BYTES, fitted to bench:memory's VmHWM, see there) + graph metadata
+ *                  368·(2048 + 768·layers in the graph + 16·pairs in it) per cached graph (one
+ *                  monolithic graph; or L + 2 small ones with checkpointing)
+ * On a GPU, weights, lora, checkpoints and compute are device memory; staging and the runtime
+ * are host memory, counted too (the estimate is compared with one budget). effectiveBatch costs
+ * nothing: micro-batches accumulate into the same gradient buffers.
  */
 import type { MemoryEstimate, RunConfig } from '../../contract/index.ts';
 
@@ -31,6 +45,13 @@ export interface ModelDims {
 }
 
 const MiB = 1024 * 1024;
+
+/**
+ * Resident memory of a training process beyond the trainer's own buffers: node, the addon and
+ * its libraries, the JS heap. Calibrated from bench:memory's VmHWM on this machine's CPU
+ * (docs/runs.md "Memory estimate"); the native doc's ~100-110 MiB for node + addon is the same.
+ */
+export const RUNTIME_BYTES = 110 * MiB;
 
 /** Input and output widths of each LoRA target (d_in, d_out). */
 export function targetShape(
@@ -70,51 +91,100 @@ export type MemoryConfig = Pick<
   'loraRank' | 'loraTargets' | 'sequenceLength' | 'effectiveBatch' | 'microBatch'
 >;
 
-/** The named parts of the memory model above, in bytes. */
-export function memoryParts(cfg: MemoryConfig, d: ModelDims): Record<string, number> {
-  // The trainer holds one micro-batch (microBatch windows) at a time; effectiveBatch /
-  // microBatch of them accumulate per step, so effectiveBatch itself costs no memory.
-  const S = cfg.sequenceLength;
-  const T = cfg.microBatch * S;
-  const kvWidth = (d.embd * d.kvHeads) / Math.max(1, d.heads);
-  const parts: Record<string, number> = {
-    weights: d.weightBytes,
-    lora: 16 * loraParameterCount(cfg, d),
-    activations:
-      d.layers * ((9 * d.embd + 3 * d.ffn) * T * 4 + cfg.microBatch * d.heads * S * S * 4),
-    logits: 5 * d.vocab * T * 4,
-    kv: 2 * d.layers * T * kvWidth * 4,
-  };
-  const sum = Object.values(parts).reduce((a, b) => a + b, 0);
-  parts.overhead = 64 * MiB + 0.05 * sum;
-  return parts;
-}
-
-export function estimateBytes(cfg: MemoryConfig, d: ModelDims): number {
-  return Object.values(memoryParts(cfg, d)).reduce((a, b) => a + b, 0);
-}
-
 /**
- * Bytes of one chunk of the loss: lossChunk output rows x vocab x 4 (F32 logits). The loss's
- * vocabulary-sized buffers (logits, softmax, their gradient) are the largest single tensors of a
- * step (128k vocab x 1024 rows x 4 = 512 MiB each); computed in chunks of rows, their peak is one
- * chunk's. 64 MiB keeps a chunk a small share of a 6-8 GB budget while each chunk's matmul still
- * has hundreds of rows (524 at a 32k vocab, 130 at 128k) to keep the device busy.
+ * How the trainer lays a step out: with or without activation checkpointing, and the loss
+ * chunk's rows when checkpointing (absent: lossChunkRows, what a run's job gets).
  */
-export const LOSS_CHUNK_BYTES = 64 * MiB;
+export interface MemoryLayout {
+  checkpointing: boolean;
+  lossChunk?: number;
+}
+
+/** The compute-graph figures of the model above (bytes), for one micro-batch. */
+export function graphBytes(
+  cfg: Pick<MemoryConfig, 'sequenceLength' | 'microBatch'>,
+  d: ModelDims,
+): { scores: number; acts: number; forward: number; layerBackward: number } {
+  const T = cfg.sequenceLength;
+  const B = cfg.microBatch;
+  const S = 4 * T * T * d.heads * B;
+  const A = 4 * T * B * (d.embd + d.ffn);
+  return {
+    scores: S,
+    acts: A,
+    forward: S + 1.7 * A,
+    layerBackward: Math.max(S + 5.2 * A, 2 * S + 4.6 * A),
+  };
+}
+
+/** The named parts of the memory model above, in bytes (default: without checkpointing). */
+export function memoryParts(
+  cfg: MemoryConfig,
+  d: ModelDims,
+  layout: MemoryLayout = { checkpointing: false },
+): Record<string, number> {
+  const T = cfg.sequenceLength;
+  const B = cfg.microBatch;
+  const rows = T * B;
+  const g = graphBytes(cfg, d);
+  const pairs = cfg.loraTargets.length * d.layers;
+  const ckpt = layout.checkpointing;
+  // lossChunk 0 = one chunk of all rows, as the trainer reads it.
+  const chunk = layout.lossChunk ?? lossChunkRows(d, cfg.sequenceLength, B);
+  const R = ckpt ? Math.min(rows, chunk || rows) : rows;
+  const head = 12 * d.vocab * R + 4 * d.embd * rows;
+  const compute = ckpt
+    ? Math.max(g.forward, head, g.layerBackward)
+    : 12 * d.vocab * R + d.layers * (g.scores + 4.4 * g.acts);
+  const graphMeta = ckpt
+    ? (d.layers + 2) * 368 * (2048 + 768 + 16 * cfg.loraTargets.length)
+    : 368 * (2048 + 768 * d.layers + 16 * pairs);
+  return {
+    weights: d.weightBytes,
+    lora: 16 * loraParameterCount(cfg, d) + 32 + 4 * Math.max(d.vocab, d.ffn),
+    checkpoints: ckpt ? (d.layers + 3) * 4 * d.embd * rows : 0,
+    compute,
+    staging: 4 * d.vocab * R + 4 * T * T * B,
+    overhead: RUNTIME_BYTES + graphMeta,
+  };
+}
+
+export function estimateBytes(
+  cfg: MemoryConfig,
+  d: ModelDims,
+  layout: MemoryLayout = { checkpointing: false },
+): number {
+  return Object.values(memoryParts(cfg, d, layout)).reduce((a, b) => a + b, 0);
+}
+
 /** Fewer rows per chunk than this leaves the output matmul too thin to run at speed. */
 export const MIN_LOSS_CHUNK_ROWS = 16;
 
-/** Output rows per loss chunk: about LOSS_CHUNK_BYTES of F32 logits, 16..seqLen rows. */
-export function lossChunkRows(vocab: number, seqLen: number): number {
-  const rows = Math.floor(LOSS_CHUNK_BYTES / (Math.max(1, vocab) * 4));
+/**
+ * Output rows per loss chunk when checkpointing. The head graph of one chunk plans
+ * 12·V·C + 4·E·T·B bytes (logits, softmax, their gradients, the one-hot labels: docs/native.md);
+ * the rule makes it no larger than the per-layer backward graph, which a checkpointed step has
+ * to hold anyway, so the head never sets the peak: C = (layerBackward - 4·E·T·B) / (12·V),
+ * clamped to 16..T. The earlier rule (64 MiB of F32 logits per chunk, 524 rows at a 32k vocab)
+ * did not satisfy this: its head graph was 12 x 64 MiB = 768 MiB against a per-layer backward
+ * of 55-200 MiB on the benchmark model, so the head dominated the checkpointed peak
+ * (measured: 191.5 MiB at C = 512 vs 55.1 MiB for a layer). The rule gives 181 rows there
+ * (bench model, T 512), 134-363 on bench:memory's sizes, and ~390 rows for a Llama-3-8B shape
+ * at sequence 1024 (128k vocab): still hundreds of rows per chunk's matmul.
+ */
+export function lossChunkRows(d: ModelDims, seqLen: number, microBatch = 1): number {
+  const g = graphBytes({ sequenceLength: seqLen, microBatch }, d);
+  const rows = Math.floor(
+    (g.layerBackward - 4 * d.embd * seqLen * microBatch) / (12 * Math.max(1, d.vocab)),
+  );
   return Math.max(MIN_LOSS_CHUNK_ROWS, Math.min(seqLen, rows));
 }
 
 /**
  * Activation checkpointing for a run: 'on' / 'off' as given; 'auto' = on when the estimate
- * without it does not fit (more than FIT_SHARE of the device's free memory), else off (it costs
- * one more forward pass per step).
+ * without it (the monolithic graph) does not fit (more than FIT_SHARE of the device's free
+ * memory), else off (it costs one more forward pass per layer and step: about -30% tokens/s on
+ * the CPU, docs/native.md).
  */
 export function resolveCheckpointing(
   choice: RunConfig['checkpointing'],
@@ -123,20 +193,26 @@ export function resolveCheckpointing(
   freeBytes: number,
 ): boolean {
   if (choice !== 'auto') return choice === 'on';
-  // estimateBytes models the trainer without checkpointing (every layer's activations kept).
-  return estimateBytes(cfg, d) > FIT_SHARE * freeBytes;
+  return estimateBytes(cfg, d, { checkpointing: false }) > FIT_SHARE * freeBytes;
 }
 
 /** Under 80% of free memory fits; up to 95% is tight (other apps may push it over); above will not fit. */
 export const FIT_SHARE = 0.8;
 export const TIGHT_SHARE = 0.95;
 
+/**
+ * The run's memory estimate against the device's free memory. Checkpointing is resolved from the
+ * config's choice as the run's job resolves it (resolveCheckpointing; no choice: off), the loss
+ * chunk is the job's (lossChunkRows); `checkpointing` in the result says which layout was assumed.
+ */
 export function memoryEstimate(
-  cfg: MemoryConfig,
+  cfg: MemoryConfig & Partial<Pick<RunConfig, 'checkpointing'>>,
   d: ModelDims,
   device: { name: string; freeBytes: number },
 ): MemoryEstimate {
-  const parts = memoryParts(cfg, d);
+  const checkpointing = resolveCheckpointing(cfg.checkpointing ?? 'off', cfg, d, device.freeBytes);
+  const layout: MemoryLayout = { checkpointing };
+  const parts = memoryParts(cfg, d, layout);
   const totalBytes = Object.values(parts).reduce((a, b) => a + b, 0);
   const share = device.freeBytes > 0 ? totalBytes / device.freeBytes : Infinity;
   const verdict = share <= FIT_SHARE ? 'fits' : share <= TIGHT_SHARE ? 'tight' : 'will-not-fit';
@@ -144,17 +220,23 @@ export function memoryEstimate(
   if (verdict !== 'fits') {
     const target = device.freeBytes * FIT_SHARE;
     const gib = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
+    if (!checkpointing) {
+      const on = estimateBytes(cfg, d, { checkpointing: true });
+      advice.push(
+        `Turn activation checkpointing on (or 'auto'): about ${gib(on)} (one more forward pass per step, about 30% slower on the CPU).`,
+      );
+    }
     let seq = cfg.sequenceLength;
-    while (seq > 64 && estimateBytes({ ...cfg, sequenceLength: seq }, d) > target)
+    while (seq > 64 && estimateBytes({ ...cfg, sequenceLength: seq }, d, layout) > target)
       seq = Math.floor(seq / 2);
     if (seq < cfg.sequenceLength) {
       advice.push(
-        `Shorten the sequence length to ${seq} tokens: about ${gib(estimateBytes({ ...cfg, sequenceLength: seq }, d))}.`,
+        `Shorten the sequence length to ${seq} tokens: about ${gib(estimateBytes({ ...cfg, sequenceLength: seq }, d, layout))}.`,
       );
     }
     if (cfg.loraRank > 8) {
       advice.push(
-        `Lower the LoRA rank to 8: about ${gib(estimateBytes({ ...cfg, loraRank: 8 }, d))} (the adapter is a small share; sequence length matters more).`,
+        `Lower the LoRA rank to 8: about ${gib(estimateBytes({ ...cfg, loraRank: 8 }, d, layout))} (the adapter is a small share; sequence length matters more).`,
       );
     }
     if (d.weightBytes > target) {
@@ -166,6 +248,7 @@ export function memoryEstimate(
   return {
     totalBytes,
     parts,
+    checkpointing,
     device: device.name,
     deviceFreeBytes: device.freeBytes,
     verdict,

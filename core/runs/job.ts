@@ -81,7 +81,8 @@ export function jobFor(run: JobRun, resumeFrom: string | null, inputs: JobInputs
       inputs.memory.dims,
       inputs.memory.freeBytes,
     ),
-    lossChunk: lossChunkRows(inputs.memory.dims.vocab, cfg.sequenceLength),
+    // The head's chunk no larger than the per-layer backward graph (estimate.ts lossChunkRows).
+    lossChunk: lossChunkRows(inputs.memory.dims, cfg.sequenceLength, cfg.microBatch),
     maxSteps: run.totalSteps > 0 ? run.totalSteps : cfg.maxSteps,
     epochs: cfg.epochs,
     evalInterval: cfg.validationShare > 0 ? cfg.evalInterval : 0,
