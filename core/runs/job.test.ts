@@ -121,15 +121,17 @@ test('jobFor resolves micro-batch, activation checkpointing and the loss chunk f
   assert.equal(jobFor(run(), null, small).checkpointing, true, 'does not fit in 3 GB without');
   assert.equal(jobFor(run({ checkpointing: 'off' }), null, small).checkpointing, false);
   assert.equal(jobFor(run({ checkpointing: 'on' }), null, inputs).checkpointing, true);
-  // Loss chunk: ~64 MiB of F32 logits rows, between 16 and the sequence length.
-  assert.equal(job.lossChunk, 130, '64 MiB / (128256 x 4 bytes)');
+  // Loss chunk: as many rows as keep the head graph (12 x vocab x rows + 4 x E x T x B) within
+  // the per-layer backward graph max(S + 5.2A, 2S + 4.6A) (estimate.ts), 16..sequence length.
+  assert.equal(job.lossChunk, 414, 'microBatch 4: (654 MB - 17 MB) / (12 x 128256)');
   const chunk = (vocab: number, seq: number) =>
     jobFor(run({ sequenceLength: seq }), null, {
       ...inputs,
       memory: { dims: { ...dims, vocab }, freeBytes: 24e9 },
     }).lossChunk;
-  assert.equal(chunk(32000, 512), 512, '524 rows capped at the sequence length');
-  assert.equal(chunk(32000, 1024), 524);
+  assert.equal(chunk(128256, 512), 103, 'one window: a quarter of the layer graph');
+  assert.equal(chunk(32000, 512), 415);
+  assert.equal(chunk(32000, 1024), 1024, 'capped at the sequence length');
   assert.equal(chunk(16_000_000, 512), 16, 'never thinner than 16 rows');
   parseTrainingJob(job);
   assert.throws(
