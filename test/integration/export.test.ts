@@ -379,9 +379,9 @@ describe('export', () => {
     const res = JSON.parse(j.stdout);
     assert.equal(res.verification.ok, true);
     assert.equal(res.checkpoint, 40);
-    const bad = cli('export', '--run', run.id, '--format', 'merged', '--out', out);
-    assert.equal(bad.status, 2);
-    assert.match(bad.stderr, /--format must be one of adapter, ollama, peft/);
+    const bad = cli('export', '--run', run.id, '--format', 'safetensors', '--out', out);
+    assert.equal(bad.status, 2, bad.stderr);
+    assert.match(bad.stderr, /--format must be one of adapter, ollama, peft, merged/);
   });
 
   test('peft on Qwen2 (NEOX RoPE): q/k rows are not permuted', async () => {
