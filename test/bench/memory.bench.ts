@@ -6,9 +6,11 @@
 // micro-batch, checkpointing, loss chunk resolved as for a run), trained for --steps optimizer
 // steps in a fresh process (memory-child.ts, which opens the trainer with core/training/run.ts
 // trainerOpenOptions, so whatever a run passes to the native trainer the bench passes too), and
-// that process's peak resident memory (VmHWM from /proc) next to the estimate, with the error
-// (estimate - measured) / measured; also the trainer's own buffers (trainer.memory(): weights,
-// LoRA + optimizer, compute). On the CPU backend the budget is system RAM, so VmHWM is what the
+// that process's peak resident memory (VmHWM from /proc) next to the estimate of the job's
+// layout (estimateBytes with the job's checkpointing and lossChunk), with the error
+// (estimate - measured) / measured and pass/FAIL against issue #11's 15%; also the trainer's own
+// buffers (trainer.memory(): weights, LoRA + optimizer, compute, checkpoints). Last, the
+// estimate of issue #11's 8B target with its breakdown (no such model is trained). On the CPU backend the budget is system RAM, so VmHWM is what the
 // estimate must predict (docs/runs.md "Memory estimate").
 //
 // Shapes (llama architecture, Q4_K weights, F32 norms):
@@ -19,8 +21,8 @@
 // llama-bpe` uses Llama 3's 128256 (the loss buffers then dominate the small sizes).
 //
 // Options: --sizes 0.1b,0.5b,1b  --seqs 512,1024  --steps 1  --threads N (default: physical
-// cores)  --micro-batch 1  --checkpointing auto|on|off (default off: the estimate models the
-// trainer without it)  --vocab llama-spm|llama-bpe  --max-minutes 10 (a row predicted to take
+// cores)  --micro-batch 1  --checkpointing auto|on|off (default off; the estimate follows
+// the job's choice)  --vocab llama-spm|llama-bpe  --max-minutes 10 (a row predicted to take
 // longer is skipped with the reason; the prediction is 4 x frozen FLOPs + 6 x LoRA FLOPs per
 // token at a quarter of ggml's measured F32 matmul peak, what bench:train achieves on this CPU).
 import { spawnSync } from 'node:child_process';
@@ -28,7 +30,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { checkpointingChoices, loraTargets, runConfigSchema } from '../../contract/index.ts';
-import { estimateBytes, loraParameterCount, memoryParts } from '../../core/runs/estimate.ts';
+import {
+  estimateBytes,
+  lossChunkRows,
+  loraParameterCount,
+  memoryParts,
+} from '../../core/runs/estimate.ts';
 import { jobFor } from '../../core/runs/job.ts';
 import { readModelDims } from '../../core/runs/model-dims.ts';
 import { physicalCores } from '../../core/system/cpu.ts';
@@ -76,6 +83,8 @@ if (!checkpointingChoices.includes(CKPT))
 const VOCAB = (arg('vocab') ?? 'llama-spm') as TinyVocab;
 const MAX_MINUTES = Number(arg('max-minutes') ?? 10);
 const RANK = 16;
+/** The issue's bar: the estimate within 15% of the measured peak. */
+const TOLERANCE = 0.15;
 
 const MiB = 1024 * 1024;
 const mib = (b: number) => (b / MiB).toFixed(0);
@@ -152,13 +161,26 @@ async function main(): Promise<void> {
           earlyStopping: false,
           finalAdapter: 'last',
         });
-        const est = estimateBytes(cfg, dims);
-        const parts = memoryParts(cfg, dims);
+        const data = join(dir, `${size}-${seq}.tokens`);
+        const job = jobFor(
+          { id: 'bench', name: 'bench-memory', folder: dir, totalSteps: STEPS, config: cfg },
+          null,
+          {
+            modelPath: model.path,
+            trainFile: data,
+            validationFile: null,
+            memory: { dims, freeBytes: os.freemem() },
+          },
+        );
+        // The estimate of the layout the job trains with (checkpointing resolved, its loss chunk).
+        const layout = { checkpointing: job.checkpointing === true, lossChunk: job.lossChunk ?? 0 };
+        const est = estimateBytes(cfg, dims, layout);
+        const parts = memoryParts(cfg, dims, layout);
+        const label = [size, String(seq), job.checkpointing ? 'on' : 'off'];
         const flopsPerToken =
           4 * frozen + 6 * 2 * loraParameterCount(cfg, dims) + 12 * dims.layers * seq * dims.embd;
         const predictedS =
           ((flopsPerToken * seq * MICRO * (STEPS + 0.5)) / (0.25 * peak * 1e9)) | 0;
-        const label = [size, String(seq)];
         if (predictedS > MAX_MINUTES * 60) {
           console.log(
             `  ${size} @ ${seq}: skipped: about ${(predictedS / 60).toFixed(0)} min predicted (${(flopsPerToken / 1e9).toFixed(1)} GFLOP per token at ${(0.25 * peak).toFixed(0)} GFLOP/s), over --max-minutes ${MAX_MINUTES}`,
@@ -171,22 +193,13 @@ async function main(): Promise<void> {
             '-',
             '-',
             '-',
+            '-',
+            '-',
             `~${(predictedS / 60).toFixed(0)} min`,
           ]);
           continue;
         }
-        const data = join(dir, `${size}-${seq}.tokens`);
         writeTokenData(data, seq, randomWindows(MICRO, seq, dims.vocab, seq));
-        const job = jobFor(
-          { id: 'bench', name: 'bench-memory', folder: dir, totalSteps: STEPS, config: cfg },
-          null,
-          {
-            modelPath: model.path,
-            trainFile: data,
-            validationFile: null,
-            memory: { dims, freeBytes: os.freemem() },
-          },
-        );
         const jobFile = join(dir, 'job.json');
         writeFileSync(jobFile, JSON.stringify(job));
         const child = spawnSync(
@@ -199,14 +212,19 @@ async function main(): Promise<void> {
           console.log(
             `  ${size} @ ${seq}: the trainer failed (exit ${child.status}):\n${child.stderr.slice(-2000)}`,
           );
-          rows.push([...label, mib(est), 'failed', '-', '-', '-', '-', '-']);
+          rows.push([...label, mib(est), 'failed', '-', '-', '-', '-', '-', '-', '-']);
           continue;
         }
         const r = JSON.parse(line.slice('BENCH_MEMORY '.length)) as ChildResult;
         const measured = r.vmHwm ?? r.maxRss;
         const own = r.memory.reduce(
-          (t, e) => ({ w: t.w + e.weights, l: t.l + e.lora, c: t.c + e.compute }),
-          { w: 0, l: 0, c: 0 },
+          (t, e) => ({
+            w: t.w + e.weights,
+            l: t.l + e.lora,
+            c: t.c + e.compute,
+            k: t.k + (e.checkpoint ?? 0),
+          }),
+          { w: 0, l: 0, c: 0, k: 0 },
         );
         const err = ((est - measured) / measured) * 100;
         console.log(
@@ -214,16 +232,18 @@ async function main(): Promise<void> {
             .map(([k, v]) => `${k} ${mib(v)}`)
             .join(
               ', ',
-            )}; job: checkpointing ${job.checkpointing}, lossChunk ${job.lossChunk}, microBatch ${job.microBatch}`,
+            )}; job: checkpointing ${job.checkpointing}, lossChunk ${job.lossChunk}, microBatch ${job.microBatch}; measured ${mib(measured)} MiB (${err >= 0 ? '+' : ''}${err.toFixed(1)}%)`,
         );
         rows.push([
           ...label,
           mib(est),
           mib(measured),
           `${err >= 0 ? '+' : ''}${err.toFixed(1)}%`,
+          Math.abs(err) <= TOLERANCE * 100 ? 'pass' : 'FAIL',
           mib(own.w),
           mib(own.l),
           mib(own.c),
+          mib(own.k),
           `${(r.stepMs.reduce((a, b) => a + b, 0) / r.stepMs.length / 1000).toFixed(1)} s`,
         ]);
       }
@@ -234,12 +254,15 @@ async function main(): Promise<void> {
   const head = [
     'size',
     'seq',
+    'checkpointing',
     'estimate MiB',
     'peak (VmHWM) MiB',
     'error',
+    `within ${TOLERANCE * 100}%`,
     'trainer weights MiB',
     'trainer LoRA+opt MiB',
     'trainer compute MiB',
+    'trainer ckpt MiB',
     'per step',
   ];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -247,7 +270,46 @@ async function main(): Promise<void> {
   console.log(`\n${fmt(head)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const r of rows) console.log(fmt(r));
   console.log(
-    "(error = (estimate - measured) / measured; peak = the training process's VmHWM; trainer = its own buffers from trainer.memory())",
+    `(error = (estimate - measured) / measured, pass = within ${TOLERANCE * 100}%; peak = the training process's VmHWM; trainer = its own buffers from trainer.memory())`,
+  );
+  target8b();
+}
+
+/**
+ * Issue #11's target, estimated (no such model is trained here): a Llama-3-8B-shaped Q4_K_M
+ * model (the real file is 4,920,734,496 bytes) at sequence 1024, rank 16 on all seven targets,
+ * with checkpointing, against 8 GB (8e9 bytes). core/runs/estimate.test.ts asserts the same.
+ */
+function target8b(): void {
+  const dims = {
+    layers: 32,
+    embd: 4096,
+    ffn: 14336,
+    heads: 32,
+    kvHeads: 8,
+    vocab: 128256,
+    weightBytes: 4_920_734_496,
+  };
+  const cfg = runConfigSchema.parse({
+    model: '-',
+    dataset: '-',
+    loraRank: 16,
+    loraTargets: [...loraTargets],
+    sequenceLength: 1024,
+    microBatch: 1,
+  });
+  const lossChunk = lossChunkRows(dims, cfg.sequenceLength, cfg.microBatch);
+  const on = memoryParts(cfg, dims, { checkpointing: true, lossChunk });
+  const total = Object.values(on).reduce((a, b) => a + b, 0);
+  const off = estimateBytes(cfg, dims, { checkpointing: false });
+  console.log(
+    `\nLlama-3-8B-shaped Q4_K_M (32 layers, 4096 embedding, 14336 FFN, 32/8 heads, 128256 vocab, weights 4.92e9 bytes), sequence 1024, rank 16 x 7 targets, checkpointing on, lossChunk ${lossChunk}:\n  ${Object.entries(
+      on,
+    )
+      .map(([k, v]) => `${k} ${mib(v)} MiB`)
+      .join(
+        ', ',
+      )}\n  total ${(total / 1e9).toFixed(2)} GB (${mib(total)} MiB): ${total <= 8e9 ? 'within' : 'OVER'} the 8 GB (8e9 bytes) target; without checkpointing ${(off / 1e9).toFixed(2)} GB`,
   );
 }
 
