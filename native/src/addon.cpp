@@ -5,6 +5,8 @@
 // One long operation per trainer at a time (E_BUSY otherwise); cancel() is safe at any time.
 #include <napi.h>
 
+#include "napi_errors.h"
+
 #include "trainer.h"
 
 #include <sys/resource.h>
@@ -16,17 +18,7 @@ Napi::Value ov_merge_adapter_napi(const Napi::CallbackInfo & info);  // merge_ad
 
 namespace {
 
-Napi::Error make_error(Napi::Env env, const std::string & msg) {
-    std::string code = "E_NATIVE", text = msg;
-    const size_t colon = msg.find(": ");
-    if (colon != std::string::npos && msg.compare(0, 2, "E_") == 0) {
-        code = msg.substr(0, colon);
-        text = msg.substr(colon + 2);
-    }
-    Napi::Error e = Napi::Error::New(env, text);
-    e.Set("code", Napi::String::New(env, code));
-    return e;
-}
+Napi::Error make_error(Napi::Env env, const std::string & msg) { return ov_napi_error(env, msg); }
 
 class PromiseWorker : public Napi::AsyncWorker {
 public:

@@ -6,6 +6,8 @@
 // native/ts/binding.ts validates them first, this file re-checks types.
 #include <napi.h>
 
+#include "napi_errors.h"
+
 #include "merge.h"
 
 #include <future>
@@ -13,17 +15,7 @@
 
 namespace {
 
-Napi::Error merge_error(Napi::Env env, const std::string & msg) {
-    std::string code = "E_NATIVE", text = msg;
-    const size_t colon = msg.find(": ");
-    if (colon != std::string::npos && msg.compare(0, 2, "E_") == 0) {
-        code = msg.substr(0, colon);
-        text = msg.substr(colon + 2);
-    }
-    Napi::Error e = Napi::Error::New(env, text);
-    e.Set("code", Napi::String::New(env, code));
-    return e;
-}
+Napi::Error merge_error(Napi::Env env, const std::string & msg) { return ov_napi_error(env, msg); }
 
 std::string req_str(const Napi::Object & o, const char * k) {
     Napi::Value v = o.Get(k);
