@@ -4,6 +4,7 @@ import { runConfigSchema } from '../../contract/index.ts';
 import {
   estimateBytes,
   graphBytes,
+  LLAMA3_8B_Q4_K_M,
   lossChunkRows,
   loraParameterCount,
   memoryEstimate,
@@ -35,16 +36,8 @@ test('LoRA parameters follow rank x (d_in + d_out) per target and layer, with GQ
   );
 });
 
-// The issue #11 target: a Llama-3-8B-shaped Q4_K_M model (the real file: 4,920,734,496 bytes).
-const llama3_8b: ModelDims = {
-  layers: 32,
-  embd: 4096,
-  ffn: 14336,
-  heads: 32,
-  kvHeads: 8,
-  vocab: 128256,
-  weightBytes: 4_920_734_496,
-};
+// The issue #11 target: a Llama-3-8B-shaped Q4_K_M model.
+const llama3_8b = LLAMA3_8B_Q4_K_M;
 const allTargets = [
   'attn_q',
   'attn_k',

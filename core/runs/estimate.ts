@@ -44,6 +44,20 @@ export interface ModelDims {
   weightBytes: number;
 }
 
+/**
+ * The issue #11 memory target's model: Llama-3-8B in Q4_K_M (the real file is 4,920,734,496
+ * bytes). The estimate test and `npm run bench:memory` both check it against 8 GB.
+ */
+export const LLAMA3_8B_Q4_K_M: ModelDims = {
+  layers: 32,
+  embd: 4096,
+  ffn: 14336,
+  heads: 32,
+  kvHeads: 8,
+  vocab: 128256,
+  weightBytes: 4_920_734_496,
+};
+
 const MiB = 1024 * 1024;
 
 /**

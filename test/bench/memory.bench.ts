@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { checkpointingChoices, loraTargets, runConfigSchema } from '../../contract/index.ts';
 import {
   estimateBytes,
+  LLAMA3_8B_Q4_K_M,
   lossChunkRows,
   loraParameterCount,
   memoryParts,
@@ -281,15 +282,7 @@ async function main(): Promise<void> {
  * with checkpointing, against 8 GB (8e9 bytes). core/runs/estimate.test.ts asserts the same.
  */
 function target8b(): void {
-  const dims = {
-    layers: 32,
-    embd: 4096,
-    ffn: 14336,
-    heads: 32,
-    kvHeads: 8,
-    vocab: 128256,
-    weightBytes: 4_920_734_496,
-  };
+  const dims = LLAMA3_8B_Q4_K_M;
   const cfg = runConfigSchema.parse({
     model: '-',
     dataset: '-',
