@@ -24,7 +24,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { TRAINER_BACKENDS, Trainer, benchMatmul, peakRss } from '../../native/ts/binding.ts';
 import { adamw, openOptions } from '../native/helpers.ts';
-import type { BackwardRoute, TrainerBackend } from '../../native/ts/binding.ts';
+import type { BackwardRoute, OpenOptions, TrainerBackend } from '../../native/ts/binding.ts';
 import { buildWindows } from '../../native/ts/token-data.ts';
 import type { Sample, TokenWindow } from '../../native/ts/token-data.ts';
 import { tinyModel } from '../fixtures/tiny-model.ts';
@@ -137,23 +137,26 @@ interface Row {
   routed: number;
 }
 
+/** The trainer's options for the bench model file in one layout. */
+function layoutOptions(modelPath: string, layout: Layout): OpenOptions {
+  return openOptions({
+    modelPath,
+    seqLen: SEQ,
+    rank: RANK,
+    alpha: 2 * RANK,
+    threads: THREADS,
+    backend: BACKEND,
+    backwardRoute: ROUTE,
+    checkpointing: layout.checkpointing,
+    lossChunk: layout.lossChunk,
+    microBatch: layout.microBatch,
+  });
+}
+
 /** One base type and layout, in this process (BENCH_CHILD): warm-up + STEPS timed steps. */
 async function measure(type: TinyModelType, layout: Layout): Promise<Row> {
   const m = await tinyModel({ ...MODEL, type });
-  const tr = await Trainer.open(
-    openOptions({
-      modelPath: m.path,
-      seqLen: SEQ,
-      rank: RANK,
-      alpha: 2 * RANK,
-      threads: THREADS,
-      backend: BACKEND,
-      backwardRoute: ROUTE,
-      checkpointing: layout.checkpointing,
-      lossChunk: layout.lossChunk,
-      microBatch: layout.microBatch,
-    }),
-  );
+  const tr = await Trainer.open(layoutOptions(m.path, layout));
   if (BACKEND !== 'cpu' && !tr.info.backend.toLowerCase().includes(BACKEND)) {
     console.error(
       `  ${type}: WARNING: no ${BACKEND} device (backends: ${tr.info.backend}); this row trained on the CPU` +
@@ -237,20 +240,7 @@ async function interleaved(type: TinyModelType): Promise<Map<string, number>> {
   const m = await tinyModel({ ...MODEL, type });
   const trs: { layout: Layout; tr: Trainer; r: () => number; best: number }[] = [];
   for (const layout of LAYOUTS) {
-    const tr = await Trainer.open(
-      openOptions({
-        modelPath: m.path,
-        seqLen: SEQ,
-        rank: RANK,
-        alpha: 2 * RANK,
-        threads: THREADS,
-        backend: BACKEND,
-        backwardRoute: ROUTE,
-        checkpointing: layout.checkpointing,
-        lossChunk: layout.lossChunk,
-        microBatch: layout.microBatch,
-      }),
-    );
+    const tr = await Trainer.open(layoutOptions(m.path, layout));
     trs.push({ layout, tr, r: rng(1), best: Infinity });
   }
   for (let round = 0; round <= STEPS; round++) {
