@@ -200,6 +200,7 @@ run('cmake', [
   'Release',
   '--target',
   'overnight_native',
+  'overnight_kernel_check',
   '-j',
   String(jobs),
 ]);
