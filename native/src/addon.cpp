@@ -472,9 +472,11 @@ Napi::Value BenchMatmul(const Napi::CallbackInfo & info) {
     const int n = info[0].ToNumber().Int32Value();
     const int threads = info[1].ToNumber().Int32Value();
     const int reps = info[2].ToNumber().Int32Value();
-    if (n < 16 || n > 8192 || reps < 1) throw make_error(env, "E_INPUT: benchMatmul(n in [16, 8192], threads, reps >= 1)");
+    const int kind = info.Length() > 3 ? info[3].ToNumber().Int32Value() : 0;
+    if (n < 32 || n > 8192 || n % 32 != 0 || reps < 1 || kind < 0 || kind > 2)
+        throw make_error(env, "E_INPUT: benchMatmul(n: a multiple of 32 in [32, 8192], threads, reps >= 1, kind 0|1|2)");
     auto out = std::make_shared<double>(0.0);
-    auto * w = new PromiseWorker(env, [=] { *out = ov_bench_matmul_gflops(n, threads, reps); return std::string(); },
+    auto * w = new PromiseWorker(env, [=] { *out = ov_bench_matmul_gflops(n, threads, reps, kind); return std::string(); },
                                  [out](Napi::Env env) { return Napi::Number::New(env, *out); }, nullptr);
     Napi::Promise p = w->promise();
     w->Queue();

@@ -1854,16 +1854,19 @@ void ov_trainer_memory(ov_trainer * t, std::vector<ov_memory_entry> * out) {
 // matmul peak (the benchmark's reference)
 // ---------------------------------------------------------------------------------------------
 
-double ov_bench_matmul_gflops(int n, int n_threads, int reps) {
+// Throughput of one ggml CPU kernel on an n x n x n product (GFLOP/s, best of reps):
+// kind 0 = mul_mat F32 x F32; 1 = mul_mat Q4_0 weight x F32 (the forward through a 4-bit base);
+// 2 = OUT_PROD(Q4_0 weight, transposed F32), the input gradient through that base.
+double ov_bench_matmul_gflops(int n, int n_threads, int reps, int kind) {
     std::call_once(g_backend_once, [] {
         llama_log_set(ov_llama_log, nullptr);
         llama_backend_init();
     });
     ggml_init_params ip = { 16 * ggml_tensor_overhead() + ggml_graph_overhead(), nullptr, true };
     ggml_context * ctx = ggml_init(ip);
-    ggml_tensor * a = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n, n);
+    ggml_tensor * a = ggml_new_tensor_2d(ctx, kind == 0 ? GGML_TYPE_F32 : GGML_TYPE_Q4_0, n, n);
     ggml_tensor * b = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n, n);
-    ggml_tensor * c = ggml_mul_mat(ctx, a, b);
+    ggml_tensor * c = kind == 2 ? ggml_out_prod(ctx, a, ggml_transpose(ctx, b)) : ggml_mul_mat(ctx, a, b);
     ggml_cgraph * g = ggml_new_graph(ctx);
     ggml_build_forward_expand(g, c);
     ggml_backend_t be = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
@@ -1872,7 +1875,13 @@ double ov_bench_matmul_gflops(int n, int n_threads, int reps) {
     std::vector<float> data((size_t) n * n);
     uint64_t s = 1;
     for (auto & v : data) v = (float) ((splitmix64(s) >> 40) * (1.0 / 16777216.0)) - 0.5f;
-    ggml_backend_tensor_set(a, data.data(), 0, ggml_nbytes(a));
+    if (kind == 0) {
+        ggml_backend_tensor_set(a, data.data(), 0, ggml_nbytes(a));
+    } else {
+        std::vector<uint8_t> q(ggml_nbytes(a));
+        ggml_quantize_chunk(GGML_TYPE_Q4_0, data.data(), q.data(), 0, n, n, nullptr);
+        ggml_backend_tensor_set(a, q.data(), 0, q.size());
+    }
     ggml_backend_tensor_set(b, data.data(), 0, ggml_nbytes(b));
     ggml_backend_graph_compute(be, g);  // warm-up
     double best = 0.0;

@@ -135,4 +135,4 @@ std::string ov_trainer_placement(ov_trainer * t, ov_placement * out);
 struct ov_memory_entry { std::string device; int64_t weights = 0, lora = 0, compute = 0, checkpoint = 0; };
 void        ov_trainer_memory(ov_trainer * t, std::vector<ov_memory_entry> * out);
 // Peak dense matmul throughput of the CPU backend, measured with ggml (GFLOP/s).
-double      ov_bench_matmul_gflops(int n, int n_threads, int reps);
+double      ov_bench_matmul_gflops(int n, int n_threads, int reps, int kind);

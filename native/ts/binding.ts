@@ -165,7 +165,7 @@ interface RawTrainer {
 }
 interface RawAddon {
   Trainer: new () => RawTrainer;
-  benchMatmul(n: number, threads: number, reps: number): Promise<number>;
+  benchMatmul(n: number, threads: number, reps: number, kind: number): Promise<number>;
   peakRss(): number;
   mergeAdapter(
     o: MergeOptions,
@@ -416,9 +416,22 @@ export class Trainer {
   }
 }
 
-/** Peak F32 matmul throughput of ggml's CPU backend on this machine (GFLOP/s). */
-export function benchMatmul(n = 1024, threads = 0, reps = 5): Promise<number> {
-  return call(() => loadAddon().benchMatmul(n, threads, reps));
+/**
+ * The ggml CPU kernels a LoRA step on a 4-bit base spends its time in: `f32` = mul_mat F32 x F32
+ * (attention, LoRA), `q4_0` = mul_mat of a Q4_0 weight (the forward), `out_prod_q4_0` = OUT_PROD of
+ * a Q4_0 weight and a transposed F32 gradient (the input gradient through the frozen base).
+ */
+export const MATMUL_KERNELS = ['f32', 'q4_0', 'out_prod_q4_0'] as const;
+export type MatmulKernel = (typeof MATMUL_KERNELS)[number];
+
+/** Throughput of one ggml CPU kernel on an n x n x n product on this machine (GFLOP/s, best of reps). */
+export function benchMatmul(
+  n = 1024,
+  threads = 0,
+  reps = 5,
+  kernel: MatmulKernel = 'f32',
+): Promise<number> {
+  return call(() => loadAddon().benchMatmul(n, threads, reps, MATMUL_KERNELS.indexOf(kernel)));
 }
 
 /** Peak resident set size of this process (bytes). */
