@@ -58,6 +58,15 @@ export const optimizerDefaults = {
   adamEps: 1e-8,
 } as const;
 
+/**
+ * The trainer's backward route through frozen weights on a GPU (native/src/trainer.cpp,
+ * ov_route_backward) dequantizes a weight to F32 and transposes it, 8 bytes per element, for the
+ * one product that reads it; weights are split into row blocks of at most this many MiB of those
+ * copies (a Llama-3-8B output projection would be 4.2 GB whole). Not a config field: every run
+ * passes it, and the memory estimate counts it on a GPU (core/runs/estimate.ts).
+ */
+export const ROUTE_CHUNK_MIB = 64;
+
 /** "HH:MM" on the engine machine's clock: the next time it is that hour. */
 const clockTime = z
   .string()

@@ -22,6 +22,11 @@
  *                  without checkpointing (one monolithic graph): 12·V·R + L·(S + 4.4·A);
  *                  with it: max(forward S + 1.7·A, head 12·V·C + 4·E·T·B,
  *                                per-layer backward max(S + 5.2·A, 2·S + 4.6·A))
+ *   route        = on a GPU only: the backward route's transient F32 copies of one weight block
+ *                  (dequantized rows + transpose, 8 bytes per element, at most ROUTE_CHUNK_MIB:
+ *                  the output projection and the FFN weights are split into row blocks) plus
+ *                  the block sums, two [max(E, F), R or T·B] F32 tensors: min(8·max(V, F)·E,
+ *                  ROUTE_CHUNK_MIB) + 8·max(E, F)·T·B; on the CPU OUT_PROD needs none (0)
  *   staging      = 4·V·R (one-hot labels on the host) + 4·T²·B (attention mask)
  *   overhead     = the process's runtime, calibrated on the CPU (node + the addon + libraries:
  *                  RUNTIME_BYTES, fitted to bench:memory's VmHWM, see there) + graph metadata
@@ -31,6 +36,7 @@
  * are host memory, counted too (the estimate is compared with one budget). effectiveBatch costs
  * nothing: micro-batches accumulate into the same gradient buffers.
  */
+import { ROUTE_CHUNK_MIB } from '../../contract/index.ts';
 import type { MemoryEstimate, RunConfig } from '../../contract/index.ts';
 
 export interface ModelDims {
@@ -112,6 +118,18 @@ export type MemoryConfig = Pick<
 export interface MemoryLayout {
   checkpointing: boolean;
   lossChunk?: number;
+  /** Training on a GPU backend: the backward route's transient copies count (default false). */
+  gpu?: boolean;
+}
+
+/** The GPU backward route's transient bytes (the `route` part above). */
+export function routeBytes(
+  cfg: Pick<MemoryConfig, 'sequenceLength' | 'microBatch'>,
+  d: ModelDims,
+): number {
+  const widest = Math.max(d.embd, d.ffn);
+  const whole = 8 * Math.max(d.vocab, d.ffn) * d.embd;
+  return Math.min(whole, ROUTE_CHUNK_MIB * MiB) + 8 * widest * cfg.sequenceLength * cfg.microBatch;
 }
 
 /** The compute-graph figures of the model above (bytes), for one micro-batch. */
@@ -158,6 +176,7 @@ export function memoryParts(
     lora: 16 * loraParameterCount(cfg, d) + 32 + 4 * Math.max(d.vocab, d.ffn),
     checkpoints: ckpt ? (d.layers + 3) * 4 * d.embd * rows : 0,
     compute,
+    route: layout.gpu ? routeBytes(cfg, d) : 0,
     staging: 4 * d.vocab * R + 4 * T * T * B,
     overhead: RUNTIME_BYTES + graphMeta,
   };
@@ -205,9 +224,15 @@ export function resolveCheckpointing(
   cfg: MemoryConfig,
   d: ModelDims,
   freeBytes: number,
+  gpu = false,
 ): boolean {
   if (choice !== 'auto') return choice === 'on';
-  return estimateBytes(cfg, d, { checkpointing: false }) > FIT_SHARE * freeBytes;
+  return estimateBytes(cfg, d, { checkpointing: false, gpu }) > FIT_SHARE * freeBytes;
+}
+
+/** Whether a device trains on a GPU backend (its backend named and not the CPU). */
+export function isGpuDevice(device: { backend?: string }): boolean {
+  return device.backend !== undefined && device.backend !== 'cpu';
 }
 
 /** Under 80% of free memory fits; up to 95% is tight (other apps may push it over); above will not fit. */
@@ -222,10 +247,17 @@ export const TIGHT_SHARE = 0.95;
 export function memoryEstimate(
   cfg: MemoryConfig & Partial<Pick<RunConfig, 'checkpointing'>>,
   d: ModelDims,
-  device: { name: string; freeBytes: number },
+  device: { name: string; freeBytes: number; backend?: string },
 ): MemoryEstimate {
-  const checkpointing = resolveCheckpointing(cfg.checkpointing ?? 'off', cfg, d, device.freeBytes);
-  const layout: MemoryLayout = { checkpointing };
+  const gpu = isGpuDevice(device);
+  const checkpointing = resolveCheckpointing(
+    cfg.checkpointing ?? 'off',
+    cfg,
+    d,
+    device.freeBytes,
+    gpu,
+  );
+  const layout: MemoryLayout = { checkpointing, gpu };
   const parts = memoryParts(cfg, d, layout);
   const totalBytes = Object.values(parts).reduce((a, b) => a + b, 0);
   const share = device.freeBytes > 0 ? totalBytes / device.freeBytes : Infinity;
@@ -235,7 +267,7 @@ export function memoryEstimate(
     const target = device.freeBytes * FIT_SHARE;
     const gib = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
     if (!checkpointing) {
-      const on = estimateBytes(cfg, d, { checkpointing: true });
+      const on = estimateBytes(cfg, d, { checkpointing: true, gpu });
       advice.push(
         `Turn activation checkpointing on (or 'auto'): about ${gib(on)} (one more forward pass per step, about 30% slower on the CPU).`,
       );

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { trainerGpuLayers, type RunConfig } from '../../contract/index.ts';
 import type { TrainingJob } from '../../contract/training.ts';
 import { physicalCores } from '../system/cpu.ts';
-import { lossChunkRows, resolveCheckpointing, type ModelDims } from './estimate.ts';
+import { isGpuDevice, lossChunkRows, resolveCheckpointing, type ModelDims } from './estimate.ts';
 
 /** What jobFor needs of a run (a calibration passes its own scratch folder and step count). */
 export interface JobRun {
@@ -80,6 +80,7 @@ export function jobFor(run: JobRun, resumeFrom: string | null, inputs: JobInputs
       cfg,
       inputs.memory.dims,
       inputs.memory.freeBytes,
+      isGpuDevice({ backend: inputs.backend }),
     ),
     // The head's chunk no larger than the per-layer backward graph (estimate.ts lossChunkRows).
     lossChunk: lossChunkRows(inputs.memory.dims, cfg.sequenceLength, cfg.microBatch),

@@ -24,6 +24,7 @@ import type { RunDatasets } from './datasets-port.ts';
 import {
   memoryEstimate,
   plannedSteps,
+  isGpuDevice,
   resolveCheckpointing,
   stepsForDeadline,
 } from './estimate.ts';
@@ -115,7 +116,13 @@ export class RunsService {
     const time = calibrate ? await this.calibrate(v, totalSteps, jobMemory, device.backend) : null;
     return {
       memory,
-      checkpointing: resolveCheckpointing(v.config.checkpointing, v.config, dims, device.freeBytes),
+      checkpointing: resolveCheckpointing(
+        v.config.checkpointing,
+        v.config,
+        dims,
+        device.freeBytes,
+        isGpuDevice(device),
+      ),
       trainWindows: v.trainWindows,
       fillRatio: v.fillRatio,
       stepsPerEpoch,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { ROUTE_CHUNK_MIB } from '../../contract/runs.ts';
 import { parseTrainingJob } from '../../contract/training.ts';
 import { trainerOpenOptions } from './run.ts';
 
@@ -32,6 +33,7 @@ test('the trainer opens with every value of the job, explicitly', () => {
     gpuLayers: 7,
     backend: 'vulkan',
     backwardRoute: 'auto',
+    routeChunkMiB: ROUTE_CHUNK_MIB,
     checkpointing: true,
     lossChunk: 48,
     microBatch: 2,

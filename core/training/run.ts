@@ -15,6 +15,7 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { ROUTE_CHUNK_MIB } from '../../contract/runs.ts';
 import { parseTrainingJob, PipeError } from '../../contract/training.ts';
 import type {
   ParsedTrainingJob,
@@ -85,6 +86,7 @@ export function trainerOpenOptions(job: ParsedTrainingJob, seqLen: number): Open
     gpuLayers: job.gpuLayers,
     backend: job.backend,
     backwardRoute: 'auto',
+    routeChunkMiB: ROUTE_CHUNK_MIB,
     checkpointing: job.checkpointing,
     lossChunk: job.lossChunk,
     microBatch: job.microBatch,

@@ -175,6 +175,8 @@ private:
         p.n_gpu_layers = (int32_t) num(o, "gpuLayers");
         p.backward_route = (int32_t) num(o, "backwardRoute");
         if (p.backward_route < 0 || p.backward_route > 2) throw Napi::TypeError::New(env, "backwardRoute must be 0 (auto), 1 (dequantize) or 2 (OUT_PROD)");
+        p.route_chunk_bytes = (int64_t) num(o, "routeChunkMiB") * 1048576;
+        if (p.route_chunk_bytes < 0) throw Napi::TypeError::New(env, "routeChunkMiB must be >= 0 (0 = never split)");
         Napi::Value ck = o.Get("checkpointing");
         if (ck.IsUndefined()) throw Napi::TypeError::New(env, "checkpointing is required (a boolean)");
         if (!ck.IsBoolean()) throw Napi::TypeError::New(env, "checkpointing must be a boolean");

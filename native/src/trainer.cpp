@@ -327,6 +327,17 @@ static bool ov_route_wanted(ov_trainer * t, ggml_tensor * w) {
     return t->backends.size() > 1;  // an intermediate tensor: the route whenever a GPU backend runs
 }
 
+// Rows of W per block of the route (ov_route_backward): a block's transient copies (the F32
+// dequantized rows and their transpose, 8 bytes per element) stay within route_chunk_bytes, so a
+// 128k-vocabulary output projection (8·V·E = 4.2 GB for a Llama-3-8B) never exists whole in F32;
+// 0 = one block. Only 2-D weights are split (attention's own products are small).
+static int64_t ov_route_chunk_rows(const ov_trainer * t, const ggml_tensor * w) {
+    const int64_t rows = w->ne[1], cols = w->ne[0];
+    if (t->params.route_chunk_bytes <= 0 || !ggml_is_matrix(w)) return rows;
+    const int64_t rc = t->params.route_chunk_bytes / (8 * std::max<int64_t>(1, cols));
+    return std::max<int64_t>(1, std::min(rows, rc));
+}
+
 // Returns the number of input gradients rebuilt; *n_cont counts the weight-gradient OUT_PRODs
 // (dW = OUT_PROD(x, dY)) whose operands were made contiguous: Vulkan's OUT_PROD takes only
 // contiguous F32 operands, and dY is a permuted view after attention's cont(permute(...)).
@@ -351,17 +362,40 @@ static int64_t ov_route_backward(ov_trainer * t, ggml_context * ctx, ggml_cgraph
             continue;
         }
         if (!ov_route_wanted(t, w)) continue;
-        ggml_tensor * wf = w;
-        if (w->type != GGML_TYPE_F32) {
-            if (!ggml_is_matrix(w) || !t->iota || w->ne[1] > t->iota->ne[0]) continue;  // model weights are 2-D
-            wf = ggml_get_rows(ctx, w, ggml_view_1d(ctx, t->iota, w->ne[1], 0));    // [cols, rows] F32
+        if (w->type != GGML_TYPE_F32 && (!ggml_is_matrix(w) || !t->iota || w->ne[1] > t->iota->ne[0])) continue;  // model weights are 2-D
+        ggml_tensor * dy = gt->src[0];                                               // [rows, T, ...]
+        const int64_t rc = ov_route_chunk_rows(t, w);
+        if (rc >= w->ne[1]) {
+            ggml_tensor * wf = w->type == GGML_TYPE_F32 ? w
+                : ggml_get_rows(ctx, w, ggml_view_1d(ctx, t->iota, w->ne[1], 0));     // [cols, rows] F32
+            ggml_tensor * wt = ggml_cont(ctx, ggml_transpose(ctx, wf));              // [rows, cols]
+            // node := mul_mat(wt, dY): same shape [cols, T, ...] as OUT_PROD(W, dY^T), same broadcast
+            node->op = GGML_OP_MUL_MAT;
+            memset(node->op_params, 0, sizeof(node->op_params));
+            node->src[0] = wt;
+            node->src[1] = dy;
+        } else {
+            // dX = sum over row blocks j of W_j^T dY_j: one block's dequantized copy at a time
+            ggml_tensor * acc = nullptr;
+            for (int64_t r0 = 0; r0 < w->ne[1]; r0 += rc) {
+                const int64_t nr = std::min(rc, w->ne[1] - r0);
+                ggml_tensor * wv = ggml_view_2d(ctx, w, w->ne[0], nr, w->nb[1], (size_t) r0 * w->nb[1]);
+                ggml_tensor * wf = w->type == GGML_TYPE_F32 ? wv : ggml_get_rows(ctx, wv, ggml_view_1d(ctx, t->iota, nr, 0));
+                ggml_tensor * wt = ggml_cont(ctx, ggml_transpose(ctx, wf));                           // [nr, cols]
+                ggml_tensor * dyj = ggml_cont(ctx, ggml_view_4d(ctx, dy, nr, dy->ne[1], dy->ne[2], dy->ne[3],
+                                                                dy->nb[1], dy->nb[2], dy->nb[3], (size_t) r0 * dy->nb[0]));
+                ggml_tensor * part = ggml_mul_mat(ctx, wt, dyj);                                      // [cols, T, ...]
+                if (r0 + nr < w->ne[1]) {
+                    acc = acc ? ggml_add(ctx, acc, part) : part;
+                    continue;
+                }
+                // the last block: node := acc + part (same shape as OUT_PROD(W, dY^T))
+                node->op = GGML_OP_ADD;
+                memset(node->op_params, 0, sizeof(node->op_params));
+                node->src[0] = acc;
+                node->src[1] = part;
+            }
         }
-        ggml_tensor * wt = ggml_cont(ctx, ggml_transpose(ctx, wf));                  // [rows, cols]
-        // node := mul_mat(wt, dY): same shape [cols, T, ...] as OUT_PROD(W, dY^T), same broadcast
-        node->op = GGML_OP_MUL_MAT;
-        memset(node->op_params, 0, sizeof(node->op_params));
-        node->src[0] = wt;
-        node->src[1] = gt->src[0];
         ++n;
     }
     return n;
@@ -399,8 +433,19 @@ static void ov_unplace(ggml_context * ctx);
 // can hold, so ggml_graph_add_node can never overflow; ggml_new_tensor would fail first. A llama
 // layer needs ~200 tensors for forward + backward + accumulation; 768 per layer leaves a wide
 // margin. The graph size covers the whole context plus the model's leafs.
+static ggml_tensor * ov_output_weight(llama_model & M);
+
 static size_t ov_graph_budget(ov_trainer * t, int64_t n_layers, size_t * n_tensors_cap) {
-    *n_tensors_cap = 2048 + (size_t) n_layers * 768 + t->loras.size() * 16;
+    // the route's row blocks (ov_route_backward): ~10 tensors per block of the output projection
+    // and of each layer's weights (layers share their shapes)
+    auto blocks = [&](const ggml_tensor * w) -> size_t {
+        return w ? (size_t) ((w->ne[1] + ov_route_chunk_rows(t, w) - 1) / ov_route_chunk_rows(t, w)) : 0;
+    };
+    size_t route = blocks(ov_output_weight(*t->model));
+    if (t->model->hparams.n_layer() > 0) {
+        for (const char * tg : k_all_targets) route += (size_t) n_layers * blocks(ov_target_weight(t->model->layers[0], tg));
+    }
+    *n_tensors_cap = 2048 + (size_t) n_layers * 768 + t->loras.size() * 16 + 10 * route;
     return *n_tensors_cap + (size_t) t->model->n_tensors() + t->loras.size() * 8 + 64;
 }
 

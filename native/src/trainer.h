@@ -46,6 +46,9 @@ struct ov_open_params {
     // 0 = auto (the graph-level route where the weight lives on a non-CPU backend, OUT_PROD on
     // the CPU), 1 = always the graph-level route, 2 = always OUT_PROD (ggml's autodiff as is).
     int32_t  backward_route = 0;
+    // The route splits a weight into row blocks whose transient F32 copies (8 bytes per element)
+    // stay within this many bytes (0 = never split)
+    int64_t  route_chunk_bytes = 0;
     // Memory layout of the step (issue #11; docs/native.md "Memory"):
     // checkpointing: false = one graph per micro-batch (forward + loss + backward, every layer's
     // activations alive at once; fastest when it fits); true = keep each layer's input in a

@@ -50,6 +50,13 @@ export interface OpenOptions {
    */
   backwardRoute: BackwardRoute;
   /**
+   * Where that route runs (a GPU), a weight is split into row blocks whose transient F32 copies
+   * (dequantized rows + their transpose, 8 bytes per element) stay within this many MiB, so a
+   * vocabulary-sized output projection never exists whole in F32 (0 = never split). Runs use
+   * ROUTE_CHUNK_MIB (core/runs/estimate.ts), which the memory estimate counts.
+   */
+  routeChunkMiB: number;
+  /**
    * Activation checkpointing (docs/native.md "Memory"): false = one graph per micro-batch with
    * every layer's activations alive (fastest when it fits); true = keep each layer's input,
    * recompute one layer at a time in the backward pass (about one extra forward pass).
@@ -280,6 +287,7 @@ export class Trainer {
       threads: o.threads,
       gpuLayers: o.gpuLayers,
       backwardRoute: o.backwardRoute,
+      routeChunkMiB: o.routeChunkMiB,
       checkpointing: o.checkpointing,
       lossChunk: o.lossChunk,
       microBatch: o.microBatch,
@@ -299,7 +307,7 @@ export class Trainer {
         );
       }
     }
-    for (const k of ['rank', 'seqLen', 'seed', 'threads', 'gpuLayers'] as const) {
+    for (const k of ['rank', 'seqLen', 'seed', 'threads', 'gpuLayers', 'routeChunkMiB'] as const) {
       if (!Number.isInteger(opt[k]) || opt[k] < 0) {
         throw new NativeError('E_CONFIG', `${k} must be a non-negative integer (got ${opt[k]})`);
       }

@@ -13,10 +13,16 @@ import type { TokenWindow } from '../../native/ts/token-data.ts';
 import { tinyModel } from '../fixtures/tiny-model.ts';
 import type { TinyModelType } from '../fixtures/tiny-model.ts';
 import { adamw, openOptions, randomWindow } from './helpers.ts';
+import { ROUTE_CHUNK_MIB } from '../../contract/runs.ts';
 
 const SEQ = 32;
 
-async function gradients(type: TinyModelType, route: BackwardRoute, w: TokenWindow) {
+async function gradients(
+  type: TinyModelType,
+  route: BackwardRoute,
+  w: TokenWindow,
+  routeChunkMiB = ROUTE_CHUNK_MIB,
+) {
   const m = await tinyModel({ type });
   const tr = await Trainer.open(
     openOptions({
@@ -27,6 +33,7 @@ async function gradients(type: TinyModelType, route: BackwardRoute, w: TokenWind
       seed: 5,
       threads: 2,
       backwardRoute: route,
+      routeChunkMiB,
     }),
   );
   try {
@@ -49,7 +56,14 @@ async function gradients(type: TinyModelType, route: BackwardRoute, w: TokenWind
       g.set(p, o);
       o += p.length;
     }
-    return { loss: r.loss, g, routed: tr.placement().nRouted, types: tr.info.weightTypes };
+    const compute = tr.memory().reduce((n, e) => n + e.compute, 0);
+    return {
+      loss: r.loss,
+      g,
+      routed: tr.placement().nRouted,
+      types: tr.info.weightTypes,
+      compute,
+    };
   } finally {
     tr.close();
   }
@@ -103,6 +117,24 @@ describe('backward through frozen weights: dequantize + mul_mat route = OUT_PROD
     } finally {
       tr.close();
     }
+  });
+
+  // The route splits a weight into row blocks whose transient F32 copies stay within
+  // routeChunkMiB: the tiny model's output projection (32000 x 64, 16 MiB of copies whole) in
+  // 1 MiB blocks is 16 products summed. Same gradients; the compute buffer loses the copies.
+  test('the route in row blocks (routeChunkMiB 1) = OUT_PROD, with a smaller compute buffer', async () => {
+    const ref = await gradients('q4_0', 'outprod', w);
+    const whole = await gradients('q4_0', 'dequant', w, 0);
+    const blocks = await gradients('q4_0', 'dequant', w, 1);
+    const d = rel(blocks.g, ref.g);
+    assert.ok(d < 5e-5, `gradients differ by ${d}`);
+    assert.ok(Math.abs(blocks.loss - ref.loss) <= 1e-6 * Math.abs(ref.loss));
+    assert.equal(blocks.routed, whole.routed);
+    const saved = whole.compute - blocks.compute;
+    console.log(
+      `route compute buffer: whole ${(whole.compute / 2 ** 20).toFixed(1)} MiB, 1 MiB blocks ${(blocks.compute / 2 ** 20).toFixed(1)} MiB`,
+    );
+    assert.ok(saved >= 8 * 2 ** 20, `the blocks saved only ${saved} bytes of the 16 MiB copies`);
   });
 
   test('auto keeps OUT_PROD on the CPU backend (patch 0002 is faster there)', async () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { TokenWindow } from '../../native/ts/token-data.ts';
 import { defaultBackend, type AdamWOptions, type OpenOptions } from '../../native/ts/binding.ts';
 import {
+  ROUTE_CHUNK_MIB,
   loraTargets,
   optimizerDefaults,
   runConfigDefaults,
@@ -29,6 +30,7 @@ export function openOptions(
     threads: runConfigDefaults.threads,
     gpuLayers: trainerGpuLayers({ backend, gpuLayers: runConfigDefaults.gpuLayers }),
     backwardRoute: 'auto',
+    routeChunkMiB: ROUTE_CHUNK_MIB,
     checkpointing: false,
     lossChunk: 0,
     microBatch: 1,

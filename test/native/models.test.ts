@@ -165,14 +165,31 @@ describe('test 8: bad input fails before training with a clear error', () => {
       return c;
     };
     // The binding: every training value of open() is required.
-    for (const k of ['targets', 'rank', 'alpha', 'seed', 'threads', 'gpuLayers'] as const) {
+    for (const k of [
+      'targets',
+      'rank',
+      'alpha',
+      'seed',
+      'threads',
+      'gpuLayers',
+      'routeChunkMiB',
+    ] as const) {
       await rejects(Trainer.open(without(full, k)), 'E_CONFIG', new RegExp(`^${k} `));
     }
     await rejects(Trainer.open(without(full, 'backwardRoute')), 'E_CONFIG', /backwardRoute/);
     // The addon itself: a field left out is a TypeError naming it, never a silent default.
     const raw = new (loadAddon('cpu').Trainer)();
     const rawOpen = { ...full, backwardRoute: 0 };
-    for (const k of ['rank', 'alpha', 'seed', 'seqLen', 'threads', 'gpuLayers', 'backwardRoute']) {
+    for (const k of [
+      'rank',
+      'alpha',
+      'seed',
+      'seqLen',
+      'threads',
+      'gpuLayers',
+      'backwardRoute',
+      'routeChunkMiB',
+    ]) {
       assert.throws(
         () => raw.open(without(rawOpen, k as keyof typeof rawOpen)),
         new RegExp(`^TypeError: ${k} is required`),
