@@ -216,7 +216,7 @@ export function lossChunkRows(d: ModelDims, seqLen: number, microBatch = 1): num
 /**
  * Activation checkpointing for a run: 'on' / 'off' as given; 'auto' = on when the estimate
  * without it (the monolithic graph) does not fit (more than FIT_SHARE of the device's free
- * memory), else off (it costs one more forward pass per layer and step: about -30% tokens/s on
+ * memory), else off (it costs one more forward pass per layer and step: about -26..-28% tokens/s on
  * the CPU, docs/native.md).
  */
 export function resolveCheckpointing(
