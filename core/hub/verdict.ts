@@ -17,7 +17,8 @@ export function defaultFitConfig(): RunConfig {
   return runConfigSchema.parse({ model: '-', dataset: '-' });
 }
 
-export type Device = { name: string; freeBytes: number };
+/** The training device; a GPU `backend` adds the backward route's transient copies to the fit. */
+export type Device = { name: string; freeBytes: number; backend?: string };
 
 export function fitFor(dims: ModelDims | null, device: Device, reason?: string): HubFit {
   const cfg = defaultFitConfig();

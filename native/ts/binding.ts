@@ -53,7 +53,7 @@ export interface OpenOptions {
    * Where that route runs (a GPU), a weight is split into row blocks whose transient F32 copies
    * (dequantized rows + their transpose, 8 bytes per element) stay within this many MiB, so a
    * vocabulary-sized output projection never exists whole in F32 (0 = never split). Runs use
-   * ROUTE_CHUNK_MIB (core/runs/estimate.ts), which the memory estimate counts.
+   * ROUTE_CHUNK_MIB (contract/runs.ts), which the memory estimate counts on a GPU.
    */
   routeChunkMiB: number;
   /**
